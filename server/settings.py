@@ -1,0 +1,147 @@
+"""Configuration, read once from the environment."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from server.exceptions import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["dev", "prod"]
+
+# Used only in development mode when SWITCHBOARD_SECRET is unset, so that the quick start works.
+DEVELOPMENT_SECRET = "switchboard-development-secret-do-not-use-in-production"
+MIN_SECRET_LENGTH = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the server, the publish API and the CLI need to agree on."""
+
+    mode: Mode = "dev"
+    secret: str = DEVELOPMENT_SECRET
+    secret_is_default: bool = True
+    redis_url: str | None = None
+    prefix: str = "switchboard"
+    queue_size: int = 1024
+    max_subscriptions: int = 32
+    allowed_origins: tuple[str, ...] = field(default_factory=tuple)
+    max_message_bytes: int = 64 * 1024
+    max_payload_bytes: int = 32 * 1024
+    max_notes: int = 50
+    mutation_rate: float = 10.0
+    mutation_burst: int = 30
+    graphiql: bool = True
+    introspection: bool = True
+    allow_anonymous: bool = True
+    note_policy: str | None = None
+    max_connections: int = 20_000
+    init_timeout: float = 10.0
+    ping_interval: float = 20.0
+    heartbeat_interval: float = 5.0
+    history_size: int = 100
+    history_ttl: float = 300.0
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+
+    @property
+    def dev(self) -> bool:
+        return self.mode == "dev"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from SWITCHBOARD_* variables and REDIS_URL."""
+        env = os.environ if env is None else env
+        mode = env.get("SWITCHBOARD_MODE", "dev").strip().lower()
+        if mode not in ("dev", "prod"):
+            raise ConfigurationError(f"SWITCHBOARD_MODE must be 'dev' or 'prod', not {mode!r}")
+        secret = env.get("SWITCHBOARD_SECRET", "")
+        if mode == "prod" and len(secret) < MIN_SECRET_LENGTH:
+            raise ConfigurationError(
+                f"production mode needs SWITCHBOARD_SECRET of at least {MIN_SECRET_LENGTH} characters"
+            )
+        log_format = env.get("SWITCHBOARD_LOG_FORMAT", "text").strip().lower()
+        if log_format not in ("text", "json"):
+            raise ConfigurationError("SWITCHBOARD_LOG_FORMAT must be 'text' or 'json'")
+        prefix = env.get("SWITCHBOARD_PREFIX", "switchboard")
+        if not prefix or any(ch.isspace() for ch in prefix):
+            raise ConfigurationError("SWITCHBOARD_PREFIX must be a non-empty word")
+        origins = tuple(o.strip() for o in env.get("SWITCHBOARD_ALLOWED_ORIGINS", "").split(",") if o.strip())
+        return cls(
+            mode="prod" if mode == "prod" else "dev",
+            secret=secret or DEVELOPMENT_SECRET,
+            secret_is_default=not secret,
+            redis_url=env.get("REDIS_URL") or None,
+            prefix=prefix,
+            queue_size=_positive_int(env, "SWITCHBOARD_QUEUE_SIZE", 1024),
+            max_subscriptions=_positive_int(env, "SWITCHBOARD_MAX_SUBSCRIPTIONS", 32),
+            allowed_origins=origins,
+            max_message_bytes=_positive_int(env, "SWITCHBOARD_MAX_MESSAGE_BYTES", 64 * 1024),
+            max_payload_bytes=_positive_int(env, "SWITCHBOARD_MAX_PAYLOAD_BYTES", 32 * 1024),
+            max_notes=_positive_int(env, "SWITCHBOARD_MAX_NOTES", 50),
+            mutation_rate=_positive_float(env, "SWITCHBOARD_MUTATION_RATE", 10.0),
+            mutation_burst=_positive_int(env, "SWITCHBOARD_MUTATION_BURST", 30),
+            graphiql=_flag(env, "SWITCHBOARD_GRAPHIQL", default=mode == "dev"),
+            introspection=_flag(env, "SWITCHBOARD_INTROSPECTION", default=mode == "dev"),
+            allow_anonymous=_flag(env, "SWITCHBOARD_ANONYMOUS", default=mode == "dev"),
+            note_policy=env.get("SWITCHBOARD_NOTE_POLICY") or None,
+            max_connections=_positive_int(env, "SWITCHBOARD_MAX_CONNECTIONS", 20_000),
+            init_timeout=_positive_float(env, "SWITCHBOARD_INIT_TIMEOUT", 10.0),
+            ping_interval=_positive_float(env, "SWITCHBOARD_PING_INTERVAL", 20.0),
+            heartbeat_interval=_positive_float(env, "SWITCHBOARD_HEARTBEAT_INTERVAL", 5.0),
+            history_size=_whole(env, "SWITCHBOARD_HISTORY_SIZE", 100),
+            history_ttl=_positive_float(env, "SWITCHBOARD_HISTORY_TTL", 300.0),
+            log_format="json" if log_format == "json" else "text",
+            log_level=env.get("SWITCHBOARD_LOG_LEVEL", "INFO").upper(),
+        )
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < 1:
+        raise ConfigurationError(f"{name} must be at least 1")
+    return value
+
+
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if not value > 0:
+        raise ConfigurationError(f"{name} must be positive")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name} must be 1 or 0 (true/false), not {raw!r}")
+
+
+def _whole(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit():
+        raise ConfigurationError(f"{name} must be a whole number (0 or more), not {raw!r}")
+    return int(raw)
