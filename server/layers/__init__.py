@@ -1,0 +1,30 @@
+"""Group layers: in-memory (one process) and Redis (many processes and hosts)."""
+
+from __future__ import annotations
+
+from server import redis_urls
+from server.layers.base import GroupLayer, LocalGroups, Receiver
+from server.layers.cluster import RedisClusterLayer
+from server.layers.memory import InMemoryLayer
+from server.layers.redis import RedisLayer
+from server.settings import Settings
+
+__all__ = [
+    "GroupLayer",
+    "InMemoryLayer",
+    "LocalGroups",
+    "Receiver",
+    "RedisClusterLayer",
+    "RedisLayer",
+    "make_layer",
+]
+
+
+def make_layer(settings: Settings) -> GroupLayer:
+    """Redis (or Sentinel, or Cluster) when REDIS_URL is set, else the embedded in-memory layer."""
+    size, ttl = settings.history_size, settings.history_ttl
+    if not settings.redis_url:
+        return InMemoryLayer(history_size=size, history_ttl=ttl)
+    if redis_urls.parse(settings.redis_url).kind == "cluster":
+        return RedisClusterLayer(settings.redis_url, settings.prefix, history_size=size, history_ttl=ttl)
+    return RedisLayer(settings.redis_url, settings.prefix, history_size=size, history_ttl=ttl)

@@ -1,0 +1,48 @@
+"""The embedded default layer: groups of one process, no network."""
+
+from __future__ import annotations
+
+from server.envelope import Envelope
+from server.history import MemoryHistory, Recovery, parse_cursor
+from server.layers.base import LocalGroups, Receiver
+
+
+class InMemoryLayer:
+    """Every group lives in this process; group_send delivers synchronously to local receivers."""
+
+    def __init__(self, history_size: int = 0, history_ttl: float = 300.0) -> None:
+        self._groups = LocalGroups()
+        self._closed = False
+        self._history = MemoryHistory(history_size, history_ttl) if history_size > 0 else None
+
+    async def group_add(self, group: str, receiver: Receiver) -> None:
+        if not self._closed:
+            self._groups.add(group, receiver)
+
+    async def group_discard(self, group: str, receiver: Receiver) -> None:
+        self._groups.discard(group, receiver)
+
+    async def group_send(self, group: str, message: Envelope) -> None:
+        if self._closed:
+            return
+        if self._history is not None:
+            message = self._history.append(group, message)
+        self._groups.deliver(group, message)
+
+    async def history_since(self, group: str, cursor: str) -> Recovery:
+        """What `group` published after `cursor`, or why that cannot be told."""
+        if self._history is None:
+            return Recovery(group, False, reason="history is off (SWITCHBOARD_HISTORY_SIZE=0)")
+        epoch, offset = parse_cursor(cursor)
+        return self._history.since(group, epoch, offset)
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._closed = True
+        self._groups.clear()
+
+    def local_count(self, group: str) -> int:
+        """Receivers of `group` in this process."""
+        return self._groups.count(group)

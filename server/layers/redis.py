@@ -1,0 +1,444 @@
+"""The Redis layer: one PUBLISH per group_send, one SUBSCRIBE per group per process.
+
+Each process subscribes to a group's channel while it has at least one local member and
+delivers locally, as Centrifugo and channels_redis' pub/sub layer do: Redis holds no
+per-session state, so its load grows with groups and processes, not with sockets.
+A redis+sentinel:// URL follows failovers (the connection pool asks Sentinel for the master on
+every reconnect); server/layers/cluster.py is the Redis Cluster variant (sharded pub/sub).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+from contextlib import suppress
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisError
+
+from server import redis_urls
+from server.envelope import Envelope
+from server.exceptions import MalformedEnvelope, Unavailable
+from server.history import Recovery, new_epoch, parse_cursor
+from server.layers.base import LocalGroups, Receiver
+from server.layers.keyed_lock import KeyedLock
+from server.stats import STATS
+
+log = logging.getLogger(__name__)
+
+RECONNECT_BACKOFF_MIN = 0.1
+RECONNECT_BACKOFF_MAX = 2.0
+REDIS_ERRORS = (RedisError, OSError, TimeoutError)
+
+
+def inbox_channel(prefix: str, process_id: str) -> str:
+    """The Redis channel on which one server process takes requests from the others."""
+    return f"{prefix}:inbox:{process_id}"
+
+
+def group_channel(prefix: str, group: str, sharded: bool = False) -> str:
+    """The Redis channel that carries `group`; shared with publishers outside the server.
+
+    On a cluster the group name is a hash tag, so the channel and the group's history keys
+    live in one slot and one script can append and SPUBLISH."""
+    return f"{prefix}:group:{{{group}}}" if sharded else f"{prefix}:group:{group}"
+
+
+# Append to the group's history and publish, in one step, so no subscriber can see an event the
+# history lacks or the other way round. A missing epoch means a lost history: start a new one.
+APPEND_AND_PUBLISH = """
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  epoch = ARGV[5]
+  redis.call('SET', KEYS[1], epoch)
+  redis.call('DEL', KEYS[2], KEYS[3])
+end
+local offset = redis.call('INCR', KEYS[2])
+redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[3], '0-' .. offset, 'e', ARGV[2])
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
+redis.call('PUBLISH', ARGV[1], 'H' .. epoch .. ' ' .. offset .. ' ' .. ARGV[2])
+return offset
+"""
+
+
+def history_keys(prefix: str, group: str, sharded: bool = False) -> list[str]:
+    """KEYS of APPEND_AND_PUBLISH: the group's epoch, last offset and log."""
+    base = f"{prefix}:history:{{{group}}}" if sharded else f"{prefix}:history:{group}"
+    return [f"{base}:epoch", f"{base}:seq", f"{base}:log"]
+
+
+def append_args(channel: str, data: bytes, size: int, ttl_seconds: float) -> list[Any]:
+    """ARGV of APPEND_AND_PUBLISH."""
+    return [channel, data, size, int(ttl_seconds * 1000), new_epoch()]
+
+
+APPEND_AND_SPUBLISH = APPEND_AND_PUBLISH.replace("'PUBLISH'", "'SPUBLISH'")
+
+
+def append_script(sharded: bool) -> str:
+    return APPEND_AND_SPUBLISH if sharded else APPEND_AND_PUBLISH
+
+
+def client_options(timeout: float) -> dict[str, Any]:
+    # Fail fast when Redis is down: callers get UNAVAILABLE in about a second, not a long retry.
+    return {
+        "socket_connect_timeout": timeout,
+        "socket_keepalive": True,
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), 1),
+    }
+
+
+def _unavailable(what: str, exc: BaseException) -> Unavailable:
+    return Unavailable(f"{what}: {exc or type(exc).__name__}")
+
+
+class RedisLayer:
+    """Groups shared by every process connected to one Redis (or Sentinel-managed master)."""
+
+    SHARDED = False  # the cluster layer: hash-tagged channels and keys, SPUBLISH
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "switchboard",
+        *,
+        timeout: float = 3.0,
+        history_size: int = 0,
+        history_ttl: float = 300.0,
+    ) -> None:
+        self._timeout = timeout
+        self._history_size = history_size
+        self._history_ttl = history_ttl
+        self._client: Any = self._make_client(url, timeout)
+        self._append = self._client.register_script(append_script(self.SHARDED)) if history_size > 0 else None
+        self._prefix = prefix
+        self._channel_prefix = group_channel(prefix, "")
+        # This process's inbox: requests from other processes (see server/inbox.py). It also keeps
+        # the pub/sub connection subscribed to something, so the reader always has one to block on.
+        self.process_id = uuid.uuid4().hex
+        self._control_channel = inbox_channel(prefix, self.process_id)
+        self._control_bytes = self._control_channel.encode()
+        self._inbox: Callable[[bytes], None] | None = None
+        self._groups = LocalGroups()
+        self._subscribed: set[str] = set()
+        self._acks: dict[str, asyncio.Future[None]] = {}
+        self._locks = KeyedLock()
+        self._start_lock = asyncio.Lock()
+        self._started = False
+        self._pubsub: PubSub | None = None
+        self._readers: set[asyncio.Task[None]] = set()
+        self._reconcile_task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def _make_client(self, url: str, timeout: float) -> Any:
+        return redis_urls.async_client(redis_urls.parse(url), **client_options(timeout))
+
+    # -- the GroupLayer contract -----------------------------------------------------------------
+
+    def channel(self, group: str) -> str:
+        """The Redis channel that carries `group`."""
+        return group_channel(self._prefix, group, self.SHARDED)
+
+    def _group_of(self, channel: str) -> str | None:
+        """The group a channel carries, None for channels that are not groups'."""
+        if not channel.startswith(self._channel_prefix):
+            return None
+        group = channel[len(self._channel_prefix) :]
+        if self.SHARDED and group.startswith("{") and group.endswith("}"):
+            group = group[1:-1]
+        return group
+
+    async def group_add(self, group: str, receiver: Receiver) -> None:
+        if self._closed:
+            raise Unavailable("the group layer is closed")
+        self._groups.add(group, receiver)
+        try:
+            await self._sync(group)
+        except BaseException:
+            self._groups.discard(group, receiver)
+            with suppress(Unavailable):
+                await self._sync(group)
+            raise
+
+    async def group_discard(self, group: str, receiver: Receiver) -> None:
+        if self._groups.discard(group, receiver) and not self._closed:
+            try:
+                await self._sync(group)
+            except Unavailable as exc:
+                # Leaving must always succeed: the subscription is dropped when Redis is back.
+                log.warning("could not unsubscribe %s now (%s); will after reconnecting", group, exc)
+
+    async def group_send(self, group: str, message: Envelope) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                if self._append is None:
+                    await self._publish(self.channel(group), message.encode())
+                else:
+                    await self._append(
+                        keys=history_keys(self._prefix, group, self.SHARDED),
+                        args=append_args(
+                            self.channel(group), message.encode(), self._history_size, self._history_ttl
+                        ),
+                    )
+        except REDIS_ERRORS as exc:
+            raise _unavailable("could not publish to Redis", exc) from exc
+
+    async def history_since(self, group: str, cursor: str) -> Recovery:
+        """What `group` published after `cursor`, or why that cannot be told."""
+        if self._append is None:
+            return Recovery(group, False, reason="history is off (SWITCHBOARD_HISTORY_SIZE=0)")
+        epoch, offset = parse_cursor(cursor)
+        epoch_key, seq_key, log_key = history_keys(self._prefix, group, self.SHARDED)
+        try:
+            async with asyncio.timeout(self._timeout):
+                # One slot either way; a cluster pipeline cannot be a transaction.
+                pipe = self._client.pipeline(transaction=not self.SHARDED)
+                pipe.get(epoch_key)
+                pipe.get(seq_key)
+                pipe.xrange(log_key, min=f"(0-{offset}", max="+")
+                current, last, entries = await pipe.execute()
+        except REDIS_ERRORS as exc:
+            raise _unavailable("could not read the history", exc) from exc
+        if current is None:
+            return Recovery(group, False, reason="the history expired or was lost")
+        current_epoch, last_offset = current.decode(), int(last or 0)
+        cursor_now = f"{current_epoch}:{last_offset}"
+        if current_epoch != epoch:
+            return Recovery(group, False, reason="epoch changed: the history was lost", cursor=cursor_now)
+        if offset > last_offset:
+            return Recovery(group, False, reason="cursor is ahead of the history", cursor=cursor_now)
+        events = []
+        for entry_id, fields in entries:
+            try:
+                events.append(Envelope.decode(fields[b"e"]).at(current_epoch, int(entry_id.split(b"-")[1])))
+            except MalformedEnvelope:
+                continue
+        first = events[0].offset if events else last_offset + 1
+        if first != offset + 1:
+            return Recovery(group, False, reason="the history no longer covers the gap", cursor=cursor_now)
+        return Recovery(group, True, tuple(events), cursor=cursor_now)
+
+    async def ping(self) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._client.ping()
+        except REDIS_ERRORS as exc:
+            raise _unavailable("Redis is not reachable", exc) from exc
+
+    async def close(self) -> None:
+        self._closed = True
+        self._groups.clear()
+        for task in (*self._readers, self._reconcile_task):
+            if task is not None:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
+        self._readers.clear()
+        self._reconcile_task = None
+        await self._close_pubsubs()
+        for ack in self._acks.values():
+            ack.cancel()
+        self._acks.clear()
+        await self._client.aclose()
+
+    # -- what the rest of the server uses ------------------------------------------------------
+
+    @property
+    def client(self) -> aioredis.Redis:
+        """The command connection pool, shared with the session directory."""
+        return self._client  # type: ignore[no-any-return]
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
+    def set_inbox(self, handler: Callable[[bytes], None]) -> None:
+        """Hand messages sent to this process's inbox to `handler` (on the event loop)."""
+        self._inbox = handler
+
+    async def start(self) -> None:
+        """Subscribe the inbox now rather than on the first group_add."""
+        try:
+            await self._start()
+        except REDIS_ERRORS as exc:
+            raise _unavailable("could not subscribe in Redis", exc) from exc
+
+    async def send_to_process(self, process_id: str, data: bytes) -> int:
+        """PUBLISH to another process's inbox; return how many listened (0: that process is gone)."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await self._publish(inbox_channel(self._prefix, process_id), data)
+        except REDIS_ERRORS as exc:
+            raise _unavailable(f"could not reach process {process_id}", exc) from exc
+
+    def local_count(self, group: str) -> int:
+        """Receivers of `group` in this process."""
+        return self._groups.count(group)
+
+    def subscribed_groups(self) -> frozenset[str]:
+        """Groups this process holds a Redis subscription for."""
+        return frozenset(self._subscribed)
+
+    # -- the transport: plain pub/sub here, sharded pub/sub in the cluster layer -----------------
+
+    async def _publish(self, channel: str, data: bytes) -> int:
+        return int(await self._client.publish(channel, data))
+
+    async def _open_transport(self) -> None:
+        pubsub = self._client.pubsub()
+        try:
+            await self._subscribe_on(pubsub, self._control_channel, pubsub.subscribe)
+        except BaseException:
+            await pubsub.aclose()
+            raise
+        self._pubsub = pubsub
+
+    async def _open_channel(self, channel: str) -> None:
+        assert self._pubsub is not None
+        await self._subscribe_on(self._pubsub, channel, self._pubsub.subscribe)
+
+    async def _close_channel(self, channel: str) -> None:
+        assert self._pubsub is not None
+        await self._pubsub.unsubscribe(channel)
+
+    def _transport_channels(self) -> Iterable[str]:
+        pubsub = self._pubsub
+        return () if pubsub is None else [c.decode() if isinstance(c, bytes) else c for c in pubsub.channels]
+
+    async def _close_pubsubs(self) -> None:
+        if self._pubsub is not None:
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            self._pubsub = None
+
+    # -- shared machinery ------------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        """Open the pub/sub side (inbox subscribed, reader running) on first use."""
+        async with self._start_lock:
+            if not self._started:
+                await self._open_transport()
+                self._started = True
+
+    async def _sync(self, group: str) -> None:
+        """Make the Redis subscription of `group` match whether it has local members."""
+        async with self._locks.hold(group):
+            want, have = self._groups.has(group), group in self._subscribed
+            if want == have:
+                return
+            channel = self.channel(group)
+            try:
+                await self._start()
+                if want:
+                    await self._open_channel(channel)
+                    self._subscribed.add(group)
+                else:
+                    self._subscribed.discard(group)
+                    async with asyncio.timeout(self._timeout):
+                        await self._close_channel(channel)
+            except REDIS_ERRORS as exc:
+                raise _unavailable("could not (un)subscribe in Redis", exc) from exc
+
+    async def _subscribe_on(self, pubsub: PubSub, channel: str, command: Callable[..., Any]) -> None:
+        """(S)SUBSCRIBE and wait for Redis to confirm, so a publish that follows reaches us.
+
+        The pubsub's reader is started here, once it has a connection to read."""
+        ack = asyncio.get_running_loop().create_future()
+        self._acks[channel] = ack
+        try:
+            async with asyncio.timeout(self._timeout):
+                await command(channel)
+                self._ensure_reader(pubsub)
+                await ack
+        finally:
+            if self._acks.get(channel) is ack:
+                del self._acks[channel]
+
+    def _ensure_reader(self, pubsub: PubSub) -> None:
+        if not getattr(pubsub, "_switchboard_reader", False):
+            pubsub._switchboard_reader = True  # type: ignore[attr-defined]
+            task = asyncio.get_running_loop().create_task(self._read(pubsub), name="switchboard-redis-reader")
+            self._readers.add(task)
+            task.add_done_callback(self._readers.discard)
+
+    async def _read(self, pubsub: PubSub) -> None:
+        """Read one pub/sub connection until cancelled, reconnecting with backoff."""
+        backoff = RECONNECT_BACKOFF_MIN
+        lost = False
+        while True:
+            try:
+                message = await pubsub.get_message(timeout=None)
+            except (RedisError, OSError) as exc:
+                # redis-py reconnects on the next read and re-subscribes every channel itself.
+                if not lost:
+                    STATS.redis_reconnects += 1
+                    log.warning("Redis pub/sub connection lost (%s); reconnecting", exc)
+                lost = True
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX)
+                continue
+            if lost:
+                lost = False
+                backoff = RECONNECT_BACKOFF_MIN
+                log.info("Redis pub/sub connection is back; %d groups resubscribed", len(self._subscribed))
+                self._start_reconcile()
+            if message is not None:
+                self._on_pubsub_message(message)
+
+    def _start_reconcile(self) -> None:
+        if self._reconcile_task is None or self._reconcile_task.done():
+            self._reconcile_task = asyncio.get_running_loop().create_task(
+                self._reconcile(), name="switchboard-redis-reconcile"
+            )
+
+    async def _reconcile(self) -> None:
+        """After a reconnect: drop subscriptions of groups that lost their members meanwhile."""
+        for channel in list(self._transport_channels()):
+            group = self._group_of(channel)
+            if group is None:
+                continue
+            async with self._locks.hold(group):
+                if self._groups.has(group):
+                    continue
+                self._subscribed.discard(group)
+                try:
+                    async with asyncio.timeout(self._timeout):
+                        await self._close_channel(channel)
+                except REDIS_ERRORS as exc:
+                    log.warning("reconcile could not unsubscribe %s: %s", group, exc)
+
+    def _on_pubsub_message(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        channel: bytes = message["channel"]
+        if kind in ("message", "smessage"):
+            if channel == self._control_bytes:
+                if self._inbox is not None:
+                    self._inbox(message["data"])
+            else:
+                self._on_message(channel, message["data"])
+        elif kind in ("subscribe", "ssubscribe"):
+            ack = self._acks.get(channel.decode())
+            if ack is not None and not ack.done():
+                ack.set_result(None)
+
+    def _on_message(self, channel: bytes, data: bytes) -> None:
+        # No check against _subscribed: the confirmation and the first message can arrive in
+        # one read, before _sync records the subscription. Local membership is what counts.
+        group = self._group_of(channel.decode())
+        if group is None:
+            return
+        try:
+            if data[:1] == b"H":  # H<epoch> <offset> <envelope>: appended to the history too
+                epoch, offset, body = data[1:].split(b" ", 2)
+                envelope = Envelope.decode(body).at(epoch.decode(), int(offset))
+            else:
+                envelope = Envelope.decode(data)
+        except (MalformedEnvelope, ValueError) as exc:
+            log.warning("dropped a malformed message on %s: %s", channel.decode(errors="replace"), exc)
+            return
+        self._groups.deliver(group, envelope)
