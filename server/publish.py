@@ -1,0 +1,153 @@
+"""Publishing from any server-side code: async, sync (Django views, Celery tasks) and Channels-style.
+
+Needs only a group layer: neither Quart nor Strawberry is imported. Inside the server process the
+app's own layer is used; elsewhere REDIS_URL (and SWITCHBOARD_PREFIX) must match the server's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from functools import lru_cache
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from server import redis_urls
+from server.envelope import Envelope
+from server.events import HARD_MAX_FIELDS_BYTES, build_envelope
+from server.exceptions import LayerNotConfigured, Unavailable
+from server.layers.base import GroupLayer
+from server.layers.redis import append_args, append_script, group_channel, history_keys
+from server.settings import Settings
+from server.stats import STATS
+
+PUBLISH_TIMEOUT = 3.0
+
+
+class Publisher:
+    """Validates and sends events through one layer."""
+
+    def __init__(self, layer: GroupLayer, max_bytes: int = HARD_MAX_FIELDS_BYTES) -> None:
+        self._layer = layer
+        self._max_bytes = max_bytes
+
+    async def send(self, group: str, event: str, /, **fields: Any) -> Envelope:
+        """Send `event` with `fields` to every session in `group`; return what was sent."""
+        envelope = build_envelope(group, event, fields, max_bytes=self._max_bytes)
+        await self._layer.group_send(group, envelope)
+        STATS.published[envelope.type] += 1
+        return envelope
+
+
+class _InProcess:
+    """The layer of the server running in this process, if any, and the loop it runs on."""
+
+    layer: GroupLayer | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+def attach_server_layer(layer: GroupLayer | None) -> None:
+    """Called by the app while serving, so in-process publishers share its layer."""
+    _InProcess.layer = layer
+    _InProcess.loop = asyncio.get_running_loop() if layer is not None else None
+
+
+async def send_to_group(group: str, event: str, /, **fields: Any) -> Envelope:
+    """Publish from async code: `await send_to_group("user_1", "notify", message="Hi")`."""
+    envelope = build_envelope(group, event, fields)
+    layer = _InProcess.layer
+    if layer is not None and _InProcess.loop is asyncio.get_running_loop():
+        await layer.group_send(group, envelope)
+        return envelope
+    settings = Settings.from_env()
+    if not settings.redis_url:
+        raise LayerNotConfigured("set REDIS_URL to publish from outside the server process")
+    client = _async_client(settings.redis_url)
+    try:
+        async with asyncio.timeout(PUBLISH_TIMEOUT):
+            await _publish(client, settings, group, envelope)
+    except (RedisError, OSError, TimeoutError) as exc:
+        raise Unavailable(f"could not publish to Redis: {exc or type(exc).__name__}") from exc
+    return envelope
+
+
+def send_to_group_sync(group: str, event: str, /, **fields: Any) -> Envelope:
+    """Publish from non-async code such as a Django view or a Celery task."""
+    envelope = build_envelope(group, event, fields)
+    settings = Settings.from_env()
+    if settings.redis_url:
+        try:
+            _publish(_sync_client(settings.redis_url), settings, group, envelope)
+        except (RedisError, OSError) as exc:
+            raise Unavailable(f"could not publish to Redis: {exc or type(exc).__name__}") from exc
+        return envelope
+    layer, loop = _InProcess.layer, _InProcess.loop
+    if layer is None or loop is None:
+        raise LayerNotConfigured("set REDIS_URL to publish from outside the server process")
+    if _running_loop() is loop:
+        raise RuntimeError(
+            "send_to_group_sync called on the server's event loop: await send_to_group instead"
+        )
+    future = asyncio.run_coroutine_threadsafe(layer.group_send(group, envelope), loop)
+    future.result(timeout=PUBLISH_TIMEOUT)
+    return envelope
+
+
+def send_to_socket_group(group_name: str, event: str, message: str, status: str = "info") -> Envelope:
+    """Drop-in for the Channels helper of the same name: a notify to one group."""
+    return send_to_group_sync(group_name, event, message=message, status=status)
+
+
+def _publish(client: Any, settings: Settings, group: str, envelope: Envelope) -> Any:
+    """The server's own way to send: PUBLISH, or append-and-publish when history is on.
+
+    Returns what the client returns (a coroutine for an asyncio client)."""
+    assert settings.redis_url is not None
+    sharded = redis_urls.parse(settings.redis_url).kind == "cluster"
+    channel = group_channel(settings.prefix, group, sharded)
+    if settings.history_size <= 0:
+        return (
+            client.spublish(channel, envelope.encode())
+            if sharded
+            else client.publish(channel, envelope.encode())
+        )
+    script = client.register_script(append_script(sharded))
+    return script(
+        keys=history_keys(settings.prefix, group, sharded),
+        args=append_args(channel, envelope.encode(), settings.history_size, settings.history_ttl),
+    )
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+@lru_cache(maxsize=8)
+def _sync_client(url: str) -> Any:
+    # The pool is thread-safe, so one client serves every thread of a Django or Celery worker.
+    return redis_urls.sync_client(
+        redis_urls.parse(url), socket_connect_timeout=PUBLISH_TIMEOUT, socket_timeout=PUBLISH_TIMEOUT
+    )
+
+
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = (
+    weakref.WeakKeyDictionary()
+)
+_async_lock = threading.Lock()
+
+
+def _async_client(url: str) -> Any:
+    # An asyncio client belongs to the loop that made it, so keep one per loop.
+    loop = asyncio.get_running_loop()
+    with _async_lock:
+        clients = _async_clients.setdefault(loop, {})
+        client = clients.get(url)
+        if client is None:
+            client = redis_urls.async_client(redis_urls.parse(url), socket_connect_timeout=PUBLISH_TIMEOUT)
+            clients[url] = client
+        return client

@@ -1,0 +1,33 @@
+"""Process-wide counters, plain ints so the delivery path pays nothing for them.
+
+/metrics reads them at scrape time (server/metrics.py); tests read them the same way.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from dataclasses import dataclass, field
+
+# Publish-to-delivery latency buckets, seconds.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+@dataclass(slots=True)
+class Stats:
+    published: Counter[str] = field(default_factory=Counter)  # by event type
+    delivered: int = 0  # events handed to a session's subscriptions
+    dropped: Counter[str] = field(default_factory=Counter)  # by reason
+    overflows: int = 0  # sessions closed as slow consumers
+    errors: Counter[str] = field(default_factory=Counter)  # GraphQL errors by code
+    redis_reconnects: int = 0
+    latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    latency_sum: float = 0.0
+
+    def observe_latency(self, seconds: float) -> None:
+        """One event reached this process's sessions `seconds` after it was published."""
+        self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.latency_sum += seconds
+
+
+STATS = Stats()
