@@ -1,0 +1,59 @@
+"""Every error a client sees carries `extensions.code`; unexpected ones are masked and logged."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from graphql.error import GraphQLError
+from strawberry.extensions import MaskErrors
+
+from server.exceptions import SwitchboardError
+from server.stats import STATS
+
+log = logging.getLogger(__name__)
+
+INTERNAL = "INTERNAL_SERVER_ERROR"
+VALIDATION = "GRAPHQL_VALIDATION_FAILED"
+
+
+def _with_code(error: GraphQLError, message: str, extensions: dict[str, object]) -> GraphQLError:
+    return GraphQLError(
+        message=message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=None,
+        extensions={**(error.extensions or {}), **extensions},
+    )
+
+
+def coded(error: GraphQLError) -> GraphQLError:
+    """Known refusals keep their message and get their code; anything else becomes an opaque id."""
+    coded_error = _coded(error)
+    STATS.errors[str((coded_error.extensions or {}).get("code"))] += 1
+    return coded_error
+
+
+def _coded(error: GraphQLError) -> GraphQLError:
+    original = error.original_error
+    if isinstance(original, SwitchboardError):
+        return _with_code(error, str(original), {"code": original.code})
+    if original is None or isinstance(original, GraphQLError):
+        # Parse and validation errors, and GraphQLErrors raised on purpose.
+        code = (error.extensions or {}).get("code", VALIDATION)
+        return _with_code(error, error.message, {"code": code})
+    error_id = uuid.uuid4().hex
+    log.error("unexpected error %s at %s", error_id, error.path, exc_info=original)
+    return _with_code(error, "Internal server error", {"code": INTERNAL, "errorId": error_id})
+
+
+class ErrorCodes(MaskErrors):
+    """Applies `coded` to every error of every result, streamed ones included."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=lambda _: True)
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        return coded(error)

@@ -1,0 +1,25 @@
+"""Which GraphQL type renders which event type; the `Event` union is built from this table."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from schema.types import DataEvent, NotifyEvent, PresenceEvent, ResumeEvent
+from server.envelope import Envelope
+from server.events import DATA, NOTIFY, PRESENCE, RESUME
+
+
+class EventType(Protocol):
+    """A Strawberry type that can be built from an envelope."""
+
+    @classmethod
+    def from_envelope(cls, envelope: Envelope) -> object: ...
+
+
+DEFAULT_EVENT_TYPES: Mapping[str, type[EventType]] = {
+    NOTIFY: NotifyEvent,
+    DATA: DataEvent,
+    PRESENCE: PresenceEvent,
+    RESUME: ResumeEvent,
+}

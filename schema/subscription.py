@@ -1,0 +1,97 @@
+"""Subscriptions: typed streams drawn from the connection's one session.
+
+The WebSocket endpoint does not call these resolvers for the fields in STREAM_FILTERS: it reads
+the same filters and renders each event once for every subscriber with the same document (see
+server/ws/render.py). The resolvers define the fields and serve any other transport.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable, Collection, Mapping
+from typing import Annotated, Any, Union
+
+import strawberry
+from strawberry.types import Info
+
+from schema.context import context_of, require_ws_session
+from schema.events import EventType
+from schema.types import DataEvent, NotifyEvent, SinceInput
+from server.events import DATA, NOTIFY
+from server.filters import EventFilter
+from server.groups import require_valid_group_name
+
+FilterBuilder = Callable[[Mapping[str, Any], Collection[str]], EventFilter]
+
+
+def _groups(groups: list[str] | None) -> frozenset[str] | None:
+    return None if groups is None else frozenset(require_valid_group_name(g) for g in groups)
+
+
+def _group(group: str | None) -> frozenset[str] | None:
+    return None if group is None else frozenset((require_valid_group_name(group),))
+
+
+def events_filter(args: Mapping[str, Any], event_types: Collection[str]) -> EventFilter:
+    return EventFilter(groups=_groups(args.get("groups")), types=frozenset(event_types))
+
+
+def notify_filter(args: Mapping[str, Any], event_types: Collection[str]) -> EventFilter:
+    return EventFilter(groups=_group(args.get("group")), types=frozenset((NOTIFY,)))
+
+
+def data_filter(args: Mapping[str, Any], event_types: Collection[str]) -> EventFilter:
+    return EventFilter(groups=_group(args.get("group")), types=frozenset((DATA,)))
+
+
+STREAM_FILTERS: Mapping[str, FilterBuilder] = {
+    "events": events_filter,
+    "notify": notify_filter,
+    "data": data_filter,
+}
+"""Root subscription field -> the events it streams, given its arguments."""
+
+
+def make_subscription(event_types: Mapping[str, type[EventType]]) -> type:
+    """The Subscription type, with an `Event` union of every registered event type."""
+    members = tuple(event_types.values())
+    event_union: Any = Annotated[Union[members], strawberry.union("Event")]  # noqa: UP007
+    renderers = dict(event_types)
+
+    async def events(
+        info: Info, groups: list[str] | None = None, since: list[SinceInput] | None = None
+    ) -> AsyncGenerator[Any, None]:
+        # Over WebSocket the endpoint serves this field itself, resuming from `since`.
+        session = require_ws_session(context_of(info))
+        wanted = events_filter({"groups": groups}, renderers)
+        async for envelope in session.stream(groups=wanted.groups, types=wanted.types):
+            yield renderers[envelope.type].from_envelope(envelope)
+
+    async def notify(info: Info, group: str | None = None) -> AsyncGenerator[NotifyEvent, None]:
+        session = require_ws_session(context_of(info))
+        async for envelope in session.stream(groups=_group(group), types=(NOTIFY,)):
+            yield NotifyEvent.from_envelope(envelope)
+
+    async def data(info: Info, group: str | None = None) -> AsyncGenerator[DataEvent, None]:
+        session = require_ws_session(context_of(info))
+        async for envelope in session.stream(groups=_group(group), types=(DATA,)):
+            yield DataEvent.from_envelope(envelope)
+
+    events.__annotations__["return"] = AsyncGenerator[event_union, None]
+
+    @strawberry.type
+    class Subscription:
+        events_field = strawberry.subscription(
+            resolver=events,
+            name="events",
+            description="Everything delivered to this session, or only what comes from some of its groups. "
+            "With `since`, first every event missed in those groups after the given cursors (after a "
+            "ResumeEvent per group saying whether the gap could be recovered), then live events.",
+        )
+        notify_field = strawberry.subscription(
+            resolver=notify, name="notify", description="Notifications delivered to this session."
+        )
+        data_field = strawberry.subscription(
+            resolver=data, name="data", description="Data events delivered to this session."
+        )
+
+    return Subscription
