@@ -1,0 +1,118 @@
+"""The ASGI WebSocket endpoint: handshake checks, the live connections, and their liveness sweep."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import suppress
+
+from server import close_codes
+from server.context import Services
+from server.ws.api import GraphQLApi
+from server.ws.asgi import Receive, Scope, Send
+from server.ws.connection import SUBPROTOCOLS, Connection
+from server.ws.origins import OriginPolicy
+from server.ws.render import DocumentCache, Renderer
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE = 3.0
+
+
+class WebSocketEndpoint:
+    """Accepts GraphQL WebSocket connections and runs one Connection for each."""
+
+    def __init__(self, services: Services, api: GraphQLApi) -> None:
+        settings = services.settings
+        self.services = services
+        self.api = api
+        self.documents = DocumentCache(
+            api._schema, api.validation_rules(introspection=settings.introspection), api.limits.max_tokens
+        )
+        self.renderer = Renderer(api)
+        self.connections: set[Connection] = set()
+        self.origins = OriginPolicy(
+            settings.allowed_origins, allow_any=settings.dev and not settings.allowed_origins
+        )
+        self.refused = 0
+        self._sweeper: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._drained = asyncio.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+        if not self.origins.allows(headers):
+            log.warning("refused a websocket from origin %r", headers.get("origin"))
+            self.refused += 1
+            await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
+            return
+        offered = list(scope.get("subprotocols") or ())
+        subprotocol = next((p for p in offered if p in SUBPROTOCOLS), None)
+        await send({"type": "websocket.accept", "subprotocol": subprotocol})
+        if subprotocol is None:
+            await send(
+                {
+                    "type": "websocket.close",
+                    "code": close_codes.SUBPROTOCOL_NOT_ACCEPTABLE,
+                    "reason": "Subprotocol not acceptable",
+                }
+            )
+            return
+        if self._stopping or len(self.connections) >= self.services.settings.max_connections:
+            self.refused += 1
+            await send(
+                {
+                    "type": "websocket.close",
+                    "code": close_codes.TRY_AGAIN_LATER,
+                    "reason": "server is at its connection limit",
+                }
+            )
+            return
+        connection = Connection(self, scope, receive, send, subprotocol)
+        self.connections.add(connection)
+        try:
+            await connection.serve()
+        finally:
+            self.connections.discard(connection)
+            if not self.connections:
+                self._drained.set()
+
+    def start(self) -> None:
+        """Start the liveness sweep (init timeouts, pings, stuck writers)."""
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(
+                self._sweep(), name="switchboard-ws-sweeper"
+            )
+
+    async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """Close every connection with 1001 (going away) and wait, within `grace`, for them to end."""
+        self._stopping = True
+        self._drained.clear()
+        for connection in list(self.connections):
+            connection.close(close_codes.GOING_AWAY, "server shutting down")
+        if self.connections:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), grace)
+        for connection in list(self.connections):
+            connection.abort()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    async def _sweep(self) -> None:
+        settings = self.services.settings
+        tick = max(0.05, min(1.0, settings.init_timeout / 4, settings.ping_interval / 4))
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            for connection in list(self.connections):
+                try:
+                    connection.check(now)
+                except Exception:
+                    log.exception("liveness check failed for session %s", connection.session_id)

@@ -1,0 +1,158 @@
+"""Render each event once per distinct (document, variables) and share the JSON (multiplexing).
+
+Every subscriber of a group gets the same event. Running the selection set once per subscriber
+(what a plain GraphQL subscription does) costs ~100 us each; here the first subscriber with a
+given document and variables pays it and the rest reuse the encoded payload. Event types whose
+fields read the session set `per_session = True` and are rendered per session instead.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    GraphQLError,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    execute,
+    get_operation_ast,
+    parse,
+    specified_rules,
+    validate,
+)
+
+from server.envelope import Envelope
+from server.ws.api import GraphQLApi
+
+log = logging.getLogger(__name__)
+
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A parsed, validated document."""
+
+    document: DocumentNode
+    errors: tuple[GraphQLError, ...] = ()
+
+    def operation(self, name: str | None) -> OperationDefinitionNode | None:
+        return get_operation_ast(self.document, name)
+
+
+class DocumentCache:
+    """Parse and validate each distinct query text once (LRU)."""
+
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        rules: tuple[type[ASTValidationRule], ...] = (),
+        max_tokens: int | None = None,
+        size: int = 512,
+    ) -> None:
+        self._schema = schema
+        self._rules = (*specified_rules, *rules)
+        self._max_tokens = max_tokens
+        self._size = size
+        self._items: OrderedDict[str, Prepared] = OrderedDict()
+
+    def prepare(self, query: str) -> Prepared:
+        found = self._items.get(query)
+        if found is not None:
+            self._items.move_to_end(query)
+            return found
+        try:
+            document = parse(query, max_tokens=self._max_tokens)
+        except GraphQLError as exc:
+            prepared = Prepared(DocumentNode(definitions=()), (exc,))
+        else:
+            prepared = Prepared(document, tuple(validate(self._schema, document, self._rules)))
+        self._items[query] = prepared
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+        return prepared
+
+
+class Renderer:
+    """Renders the event being delivered now; its cache lives only as long as that delivery."""
+
+    def __init__(self, api: GraphQLApi) -> None:
+        self._api = api
+        self._schema = api._schema
+        self._event: Envelope | None = None
+        self._root: Any = _UNSET
+        self._per_session = False
+        self._payloads: dict[object, str | None] = {}
+        self.executions = 0
+
+    def payload(
+        self,
+        message: Envelope,
+        key: object,
+        session_id: str,
+        document: DocumentNode,
+        variables: dict[str, Any],
+        operation_name: str | None,
+        context: Any,
+    ) -> str | None:
+        """The JSON `payload` of a next/data message for this subscription, None if it can't render."""
+        if message is not self._event:
+            self._event = message
+            self._root = _UNSET
+            self._payloads.clear()
+            renderer = self._api.event_types.get(message.type)
+            self._per_session = bool(getattr(renderer, "per_session", False))
+        if self._per_session:
+            key = (key, session_id)
+        try:
+            return self._payloads[key]
+        except KeyError:
+            pass
+        text = self._render(message, document, variables, operation_name, context)
+        self._payloads[key] = text
+        return text
+
+    def _render(
+        self,
+        message: Envelope,
+        document: DocumentNode,
+        variables: dict[str, Any],
+        operation_name: str | None,
+        context: Any,
+    ) -> str | None:
+        if self._root is _UNSET:
+            renderer = self._api.event_types.get(message.type)
+            try:
+                self._root = None if renderer is None else renderer.from_envelope(message)
+            except Exception:
+                log.exception("could not build a %r event from %s", message.type, message.id)
+                self._root = None
+        if self._root is None:
+            return None
+        self.executions += 1
+        result = execute(
+            self._schema,
+            document,
+            root_value=self._root,
+            context_value=context,
+            variable_values=variables,
+            operation_name=operation_name,
+        )
+        if inspect.isawaitable(result):
+            # An event type with async field resolvers cannot be rendered in the delivery loop.
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+            log.error("event type %r has async fields; event %s dropped", message.type, message.id)
+            return None
+        body: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            body["errors"] = [self._api.format_error(e) for e in result.errors]
+        return orjson.dumps(body).decode()
