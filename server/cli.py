@@ -1,0 +1,119 @@
+"""The `switchboard` command: serve, token, publish, schema."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+import orjson
+
+from server.auth import DEFAULT_TOKEN_TTL, mint_token
+from server.exceptions import ConfigurationError, SwitchboardError
+from server.settings import Settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from server.serving import make_config, serve, serve_uvicorn
+
+    settings = Settings.from_env()
+    if args.workers > 1 and not settings.redis_url:
+        print("--workers > 1 needs REDIS_URL: the in-memory layer cannot span processes", file=sys.stderr)
+        return 2
+    url = f"http://{args.host}:{args.port}/graphql"
+    layer = "redis" if settings.redis_url else "in-memory"
+    print(f"Switchboard on {url} ({settings.mode} mode, {layer} layer, {args.workers} worker(s))")
+    if settings.dev:
+        dev_token = mint_token(settings.secret, "1")
+        print(f"GraphiQL:          {url}?token={dev_token}")
+        print(f"Demo page:         http://{args.host}:{args.port}/demo?token={dev_token}")
+        print(f"Development token: {dev_token}  (user 1)")
+    sys.stdout.flush()
+    if args.server == "uvicorn":
+        if args.workers > 1:
+            print("--server uvicorn runs one process; run several behind a balancer", file=sys.stderr)
+            return 2
+        return serve_uvicorn(args.app, args.host, args.port, settings)
+    return serve(make_config(args.host, args.port, args.app, settings), args.workers)
+
+
+def _token(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    print(mint_token(settings.secret, args.user, publisher=args.publisher, ttl=args.ttl))
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from server.publish import send_to_group_sync
+
+    if args.kind == "notify":
+        envelope = send_to_group_sync(args.group, "notify", message=args.message, status=args.status)
+    else:
+        try:
+            payload = orjson.loads(args.payload)
+        except orjson.JSONDecodeError as exc:
+            print(f"--payload is not JSON: {exc}", file=sys.stderr)
+            return 2
+        envelope = send_to_group_sync(args.group, "data", payload=payload)
+    print(orjson.dumps({"id": envelope.id, "group": envelope.group, "type": envelope.type}).decode())
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from schema import schema
+
+    print(schema.as_str())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the server under hypercorn")
+    serve.add_argument("--host", default=os.environ.get("SWITCHBOARD_HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("SWITCHBOARD_PORT", "8000")))
+    serve.add_argument("--workers", type=int, default=1, help="server processes (needs REDIS_URL above 1)")
+    serve.add_argument(
+        "--server",
+        choices=["hypercorn", "uvicorn"],
+        default="hypercorn",
+        help="ASGI server; uvicorn (extra [uvicorn]) holds sockets in about half the memory",
+    )
+    serve.add_argument(
+        "--app",
+        default="server.asgi:app",
+        help="ASGI app as module:attribute, e.g. one with custom event types",
+    )
+    serve.set_defaults(func=_serve)
+
+    token = commands.add_parser("token", help="print a signed token for a user")
+    token.add_argument("--user", required=True)
+    token.add_argument("--publisher", action="store_true", help="may publish to any group")
+    token.add_argument("--ttl", type=int, default=DEFAULT_TOKEN_TTL, help="seconds until it expires")
+    token.set_defaults(func=_token)
+
+    publish = commands.add_parser("publish", help="send an event to a group (needs REDIS_URL)")
+    kinds = publish.add_subparsers(dest="kind", required=True)
+    notify = kinds.add_parser("notify", help="a notification")
+    notify.add_argument("--group", required=True)
+    notify.add_argument("--message", required=True)
+    notify.add_argument("--status", default="info", choices=["info", "success", "warning", "error"])
+    data = kinds.add_parser("data", help="a JSON payload")
+    data.add_argument("--group", required=True)
+    data.add_argument("--payload", required=True, help="JSON text")
+    publish.set_defaults(func=_publish)
+
+    schema = commands.add_parser("schema", help="print the GraphQL SDL")
+    schema.set_defaults(func=_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (SwitchboardError, ConfigurationError) as exc:
+        print(f"switchboard: {exc}", file=sys.stderr)
+        return 1
