@@ -1,0 +1,141 @@
+"""Real pages in headless Chromium (Debian's package, driven by Playwright), with every request
+to anything but the server blocked: GraphiQL runs a subscription; the demo page shows events."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from playwright.async_api import Browser, Page, Route, async_playwright
+
+from tests.conftest import token, unique
+from tests.support.processes import ROOT, ServerProcess
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# `make screenshots` sets this to docs/ to refresh the committed screenshots.
+SCREENSHOTS = os.environ.get("SWITCHBOARD_SCREENSHOTS")
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    if not Path(CHROMIUM).exists():  # noqa: ASYNC240 (once, at set-up)
+        pytest.fail(
+            "Debian's chromium is not installed (apt-get install chromium; `make test` does this)",
+            pytrace=False,
+        )
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture
+def server(redis_servers: tuple[ServerProcess, ServerProcess]) -> ServerProcess:
+    return redis_servers[0]
+
+
+async def offline_page(browser: Browser, server: ServerProcess) -> tuple[Page, list[str]]:
+    """A page that may reach only the server; what it tried to fetch elsewhere is recorded."""
+    context = await browser.new_context(viewport={"width": 1400, "height": 800})
+    page = await context.new_page()
+    blocked: list[str] = []
+    local = f"127.0.0.1:{server.port}"
+
+    async def guard(route: Route) -> None:
+        if local in route.request.url:
+            await route.continue_()
+        else:
+            blocked.append(route.request.url)
+            await route.abort()
+
+    await page.route("**/*", guard)
+    return page, blocked
+
+
+def publish_cli(server: ServerProcess, group: str, message: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "server", "publish", "notify", "--group", group, "--message", message],
+        env=server.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+async def publish_until_visible(page: Page, selector: str, server: ServerProcess, group: str) -> str:
+    marker = unique("from-the-cli-")
+    for _ in range(30):
+        await asyncio.to_thread(publish_cli, server, group, marker)
+        try:
+            await page.wait_for_function(
+                "([sel, text]) => [...document.querySelectorAll(sel)].some(e => e.innerText.includes(text))",
+                arg=[selector, marker],
+                timeout=700,
+            )
+            return marker
+        except Exception:  # Playwright's TimeoutError: not shown yet, publish again
+            continue
+    raise AssertionError(f"{marker} never appeared in {selector}")
+
+
+async def test_graphiql_runs_a_subscription_offline(
+    browser: Browser, server: ServerProcess, tmp_path: Path
+) -> None:
+    if not (ROOT / "server" / "static" / "vendor" / "graphiql.min.js").exists():
+        pytest.fail("GraphiQL assets are missing: run `make assets`", pytrace=False)
+    user = unique("u")
+    page, blocked = await offline_page(browser, server)
+    query = (
+        "subscription {\n  events {\n    __typename\n    ... on NotifyEvent { group message status }\n  }\n}"
+    )
+    await page.goto(f"{server.http_url}?token={token(user)}&q={quote(query)}")
+    await page.wait_for_selector(".graphiql-execute-button", timeout=15000)
+    await page.click(".graphiql-execute-button")
+    marker = await publish_until_visible(page, ".graphiql-response", server, f"user_{user}")
+    assert marker in await page.locator(".graphiql-response").inner_text()
+    assert blocked == [], f"the page tried to reach beyond the server: {blocked}"
+    await page.screenshot(path=str(Path(SCREENSHOTS or tmp_path) / "graphiql.png"))
+
+
+async def test_demo_page_shows_events_and_opens_notes(
+    browser: Browser, server: ServerProcess, tmp_path: Path
+) -> None:
+    user, note = unique("u"), unique()
+    page, blocked = await offline_page(browser, server)
+    await page.goto(f"{server.base_url}/demo?token={token(user)}")
+    await page.wait_for_function("document.getElementById('status').innerText === 'connected'", timeout=15000)
+    await page.fill("#note-id", note)
+    await page.click("#open-note")
+    await page.wait_for_function(
+        f"document.getElementById('groups').innerText.includes('note_{note}')", timeout=5000
+    )
+    marker = await publish_until_visible(page, "#events li", server, f"note_{note}")
+    assert f"[note_{note}] {marker}" in await page.locator("#events").inner_text()
+    await page.click("#close-note")
+    await page.wait_for_function(
+        f"!document.getElementById('groups').innerText.includes('note_{note}')", timeout=5000
+    )
+    assert blocked == [], f"the page tried to reach beyond the server: {blocked}"
+    await page.screenshot(path=str(Path(SCREENSHOTS or tmp_path) / "demo.png"))
+
+
+def test_chromium_is_debians(browser: Browser) -> None:
+    assert shutil.which("chromium") == CHROMIUM

@@ -1,0 +1,69 @@
+"""The multiplexing renderer: one execution per (event, document, variables), shared by every
+subscriber, except for event types that declare their fields depend on the session."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from graphql import parse
+from strawberry.types import Info
+
+from schema import DEFAULT_EVENT_TYPES, build_schema
+from server.envelope import Envelope
+from server.ws.render import Renderer
+
+
+@strawberry.type
+class WhoSeesEvent:
+    group: str
+
+    @strawberry.field
+    def seen_by(self, info: Info) -> str:
+        return str(info.context["viewer"])
+
+    @classmethod
+    def from_envelope(cls, envelope: Envelope) -> WhoSeesEvent:
+        return cls(group=envelope.group)
+
+
+@strawberry.type
+class PerSessionEvent(WhoSeesEvent):
+    per_session = True
+
+    @classmethod
+    def from_envelope(cls, envelope: Envelope) -> PerSessionEvent:
+        return cls(group=envelope.group)
+
+
+schema: Any = build_schema({**DEFAULT_EVENT_TYPES, "shared": WhoSeesEvent, "mine": PerSessionEvent})
+DOCUMENT = parse(
+    "subscription { events { __typename ... on WhoSeesEvent { seenBy } ... on PerSessionEvent { seenBy } } }"
+)
+
+
+def render(renderer: Renderer, message: Envelope, session: str) -> str | None:
+    return renderer.payload(message, "key", session, DOCUMENT, {}, None, {"viewer": session})
+
+
+def test_one_execution_is_shared_by_every_subscriber() -> None:
+    renderer = Renderer(schema)
+    message = Envelope(type="shared", group="all")
+    payloads = {render(renderer, message, f"s{i}") for i in range(100)}
+    assert renderer.executions == 1
+    assert payloads == {'{"data":{"events":{"__typename":"WhoSeesEvent","seenBy":"s0"}}}'}
+
+
+def test_per_session_types_render_for_each_session() -> None:
+    renderer = Renderer(schema)
+    message = Envelope(type="mine", group="all")
+    first, second, again = (render(renderer, message, s) for s in ("a", "b", "a"))
+    assert renderer.executions == 2
+    assert first == again and '"seenBy":"a"' in (first or "") and '"seenBy":"b"' in (second or "")
+
+
+def test_a_new_event_is_rendered_anew() -> None:
+    renderer = Renderer(schema)
+    for n in range(3):
+        render(renderer, Envelope(type="shared", group="all", fields={"n": n}), "s")
+    assert renderer.executions == 3
