@@ -81,6 +81,7 @@ class StalledPeer:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
         self.sock.settimeout(TIMEOUT)
         self.sock.connect((host, port))
+        self._pending: list[dict[str, Any]] = []
         self.protocol = ClientProtocol(
             parse_uri(f"ws://{host}:{port}{path}"), subprotocols=[Subprotocol("graphql-transport-ws")]
         )
@@ -112,12 +113,14 @@ class StalledPeer:
         self._flush()
 
     def recv(self) -> dict[str, Any]:
-        while True:
+        """The next text message. One read can carry several frames: keep the ones not yet returned."""
+        while not self._pending:
             for event in self._events():
                 if getattr(event, "opcode", None) is not None and event.opcode.name == "TEXT":
-                    message: dict[str, Any] = orjson.loads(event.data)
-                    return message
-            self._read_some()
+                    self._pending.append(orjson.loads(event.data))
+            if not self._pending:
+                self._read_some()
+        return self._pending.pop(0)
 
     def drain_until_closed(self, timeout: float = 30) -> tuple[int | None, int]:
         """Read everything the server sent; return (close code, number of text frames)."""
