@@ -1,0 +1,128 @@
+// Load generator: N WebSocket sessions against one server, speaking its protocol, measuring for
+// every delivered event the time from publish (the "t" the publisher put in it) to receipt.
+//
+// node loadgen.mjs --url ws://127.0.0.1:8000/graphql --mode graphql|channels|floor --n 1000
+//   --events M [--token-prefix ...] [--idle 10]
+// Prints "CONNECTED <n>" once every session is subscribed, "READY" once every session has seen a
+// probe (seq -1), then one JSON line of results when every session has M events or the stream
+// has been idle for --idle seconds.
+import WebSocket from "ws";
+import { parseArgs } from "node:util";
+import { performance } from "node:perf_hooks";
+
+const { values: a } = parseArgs({
+  options: {
+    url: { type: "string" },
+    mode: { type: "string", default: "graphql" },
+    n: { type: "string", default: "100" },
+    events: { type: "string", default: "100" },
+    tokens: { type: "string", default: "" },
+    idle: { type: "string", default: "10" },
+    concurrency: { type: "string", default: "200" },
+  },
+});
+const N = Number(a.n), M = Number(a.events), IDLE = Number(a.idle) * 1000;
+const tokens = a.tokens ? a.tokens.split(",") : [];
+const now = () => (performance.timeOrigin + performance.now()) / 1000;
+const SEQ = /"seq":\s*(-?\d+)/, T = /"t":\s*([0-9.e+-]+)/;
+
+const latencies = new Float64Array(Math.max(1, N * M));
+let nLat = 0, deliveries = 0, duplicates = 0, connected = 0, probed = 0, closed = 0;
+let first = 0, last = 0, lastActivity = now();
+const sessions = [];
+
+function onEvent(s, text) {
+  const m = SEQ.exec(text);
+  if (!m) return;
+  const seq = Number(m[1]);
+  lastActivity = now();
+  if (seq < 0) {
+    if (!s.probed) { s.probed = true; probed += 1; checkReady(); }
+    return;
+  }
+  const t = Number(T.exec(text)[1]);
+  const at = now();
+  if (s.seen[seq]) { duplicates += 1; return; }
+  s.seen[seq] = 1; s.count += 1; deliveries += 1;
+  if (!first) first = at;
+  last = at;
+  if (nLat < latencies.length) latencies[nLat++] = at - t;
+  if (s.count === M) { s.done = true; maybeFinish(); }
+}
+
+let announced = false;
+function checkReady() {
+  const alive = sessions.filter((x) => x.code === null).length;
+  if (!announced && connected === N && probed >= alive) { announced = true; console.log("READY"); }
+}
+
+function open(i) {
+  return new Promise((resolve) => {
+    const s = { i, seen: new Uint8Array(M), count: 0, probed: false, done: false, code: null };
+    sessions.push(s);
+    const token = tokens.length ? tokens[i % tokens.length] : "";
+    let url = a.url;
+    if (a.mode === "channels") url += `?user=${i % 100}`;
+    const ws = new WebSocket(url, a.mode === "graphql" ? ["graphql-transport-ws"] : [], { perMessageDeflate: false });
+    s.ws = ws;
+    let ready = false;
+    const done = () => { if (!ready) { ready = true; connected += 1; resolve(); } };
+    ws.on("open", () => {
+      if (a.mode === "graphql") {
+        ws.send(JSON.stringify({ type: "connection_init", payload: token ? { authorization: `Bearer ${token}` } : {} }));
+      } else {
+        done();
+      }
+    });
+    ws.on("message", (data) => {
+      const text = data.toString();
+      if (a.mode === "graphql") {
+        if (text.startsWith('{"type":"connection_ack"')) {
+          ws.send(JSON.stringify({ id: "1", type: "subscribe", payload: { query: "subscription { data { payload } }" } }));
+          done();
+          return;
+        }
+        if (text.includes('"type":"ping"')) { ws.send('{"type":"pong"}'); return; }
+      }
+      onEvent(s, text);
+    });
+    ws.on("close", (code) => {
+      s.code = code; closed += 1;
+      if (!ready) { ready = true; s.failed = true; connected += 1; resolve(); }
+      if (!s.done) { s.done = true; maybeFinish(); }
+      checkReady();
+    });
+    ws.on("error", (error) => { s.error = String(error.message || error); });
+  });
+}
+
+let finished = false;
+function maybeFinish(force = false) {
+  if (finished) return;
+  if (!force && sessions.some((s) => !s.done)) return;
+  finished = true;
+  const lat = Array.from(latencies.subarray(0, nLat)).sort((x, y) => x - y);
+  const q = (p) => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] : null);
+  const elapsed = last - first;
+  const lost = N * M - deliveries;
+  console.log(JSON.stringify({
+    n: N, events: M, connected, deliveries, duplicates, lost,
+    failed_to_connect: sessions.filter((s) => s.failed).length,
+    closed_early: sessions.filter((s) => s.code !== null).length,
+    close_codes: [...new Set(sessions.filter((s) => s.code !== null).map((s) => s.code))],
+    elapsed_s: elapsed,
+    deliveries_per_s: elapsed > 0 ? deliveries / elapsed : null,
+    latency_s: { p50: q(0.5), p90: q(0.9), p99: q(0.99), max: lat.length ? lat[lat.length - 1] : null },
+  }));
+  for (const s of sessions) s.ws.terminate();
+  setTimeout(() => process.exit(0), 100);
+}
+
+const CONC = Number(a.concurrency);
+for (let i = 0; i < N; i += CONC) {
+  await Promise.all(Array.from({ length: Math.min(CONC, N - i) }, (_, k) => open(i + k)));
+}
+const failed = sessions.filter((s) => s.failed);
+console.log(`CONNECTED ${N - failed.length} failed=${failed.length} ${JSON.stringify([...new Set(failed.map((s) => s.error || s.code))])}`);
+lastActivity = now();
+setInterval(() => { if (now() - lastActivity > IDLE / 1000) maybeFinish(true); }, 250);

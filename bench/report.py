@@ -1,0 +1,57 @@
+"""Tables and plots of benchmark runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{1000 * value:.1f}"
+
+
+def markdown(runs: list[dict[str, Any]], machine: dict[str, Any]) -> str:
+    lines = [
+        f"Machine: {machine['cpus']} cores, Python {machine['python']}, Node {machine['node']}, {machine['platform']}.",
+        "",
+        "| workload | server | sessions | offered events/s | deliveries/s | p50 ms | p99 ms | lost | RSS/conn KB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        lat = r["latency_s"]
+        lines.append(
+            f"| {r['workload']} | {r['server']} | {r['n']:,} | {r['rate']:g} | {r['deliveries_per_s'] or 0:,.0f} | "
+            f"{_ms(lat['p50'])} | {_ms(lat['p99'])} | {r['lost']} | {r['rss_per_connection_kb']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(runs: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sweep = [r for r in runs if r["workload"].startswith("W1")]
+    servers = sorted({r["server"] for r in sweep})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for name in servers:
+        points = sorted((r for r in sweep if r["server"] == name), key=lambda r: r["n"])
+        ns = [r["n"] for r in points]
+        left.plot(ns, [r["deliveries_per_s"] or 0 for r in points], marker="o", label=name)
+        right.plot(
+            ns,
+            [1000 * (r["latency_s"]["p50"] or 0) for r in points],
+            marker="o",
+            linestyle="--",
+            label=f"{name} p50",
+        )
+        right.plot(ns, [1000 * (r["latency_s"]["p99"] or 0) for r in points], marker="s", label=f"{name} p99")
+    left.set(title="Throughput at 200 events/s offered", xlabel="subscribed sessions", ylabel="deliveries/s")
+    right.set(title="Publish-to-receipt latency", xlabel="subscribed sessions", ylabel="ms", yscale="log")
+    left.legend()
+    right.legend(fontsize=7)
+    left.grid(alpha=0.3)
+    right.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)

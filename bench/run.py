@@ -1,0 +1,295 @@
+"""Fan-out benchmark: Switchboard against Django Channels (both layers) and a websockets floor,
+same machine, same run, same messages. Writes bench/results/latest.{json,md,png}.
+
+  python bench/run.py            # the full run (make bench)
+  python bench/run.py --smoke    # tiny N, Switchboard and the floor, checks that nothing is lost
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from server.auth import mint_token  # noqa: E402
+from server.settings import DEVELOPMENT_SECRET  # noqa: E402
+from tests.support.processes import RedisServer, free_port  # noqa: E402
+
+BENCH = ROOT / "bench"
+RESULTS = BENCH / "results"
+MAIN_PY = sys.executable
+REF_PY = str(BENCH / ".venv-ref" / "bin" / "python")
+NODE = shutil.which("node") or "node"
+
+
+def say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+@dataclass
+class Server:
+    name: str
+    mode: str  # the load generator's protocol
+    publisher: str
+    python: str
+    proc: subprocess.Popen[bytes] | None = None
+    port: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+
+    def url(self) -> str:
+        path = "/ws/notify/" if self.mode == "channels" else ("/graphql" if self.mode == "graphql" else "/")
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+    def command(self) -> list[str]:
+        if self.name == "switchboard":
+            return [MAIN_PY, "-m", "server", "serve", "--port", str(self.port)]
+        if self.name == "switchboard-uvicorn":
+            return [MAIN_PY, "-m", "server", "serve", "--port", str(self.port), "--server", "uvicorn"]
+        if self.name.startswith("channels"):
+            return [
+                REF_PY,
+                "-m",
+                "uvicorn",
+                "bench.peers.channels_peer.asgi:application",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                "--ws",
+                "websockets",
+            ]
+        return [
+            MAIN_PY,
+            str(BENCH / "peers" / "floor.py"),
+            "--port",
+            str(self.port),
+            "--redis",
+            self.env["REDIS_URL"],
+        ]
+
+    def start(self, redis_url: str) -> None:
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "SWITCHBOARD_PREFIX": "bench",
+            "SWITCHBOARD_QUEUE_SIZE": "4096",
+            "SWITCHBOARD_LOG_LEVEL": "WARNING",
+            "SWITCHBOARD_MAX_CONNECTIONS": "19000",
+            "CHANNEL_LAYER": "pubsub" if self.name == "channels-pubsub" else "redis",
+            "PYTHONPATH": str(ROOT),
+        }
+        self.proc = subprocess.Popen(
+            self.command(), cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        import socket
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    time.sleep(0.5)
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not start")
+
+    def rss_kb(self) -> int:
+        assert self.proc is not None
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        return int(status.split("VmRSS:")[1].split()[0])
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+
+SERVERS = {
+    "floor": lambda: Server("floor", "floor", "floor", MAIN_PY),
+    "switchboard": lambda: Server("switchboard", "graphql", "switchboard", MAIN_PY),
+    "switchboard-uvicorn": lambda: Server("switchboard-uvicorn", "graphql", "switchboard", MAIN_PY),
+    "channels-pubsub": lambda: Server("channels-pubsub", "channels", "channels", REF_PY),
+    "channels-redis": lambda: Server("channels-redis", "channels", "channels", REF_PY),
+}
+
+
+def publisher(server: Server, *args: str) -> list[str]:
+    group = "floor:all" if server.name == "floor" else "all"
+    return [server.python, str(BENCH / "publisher.py"), "--kind", server.publisher, "--group", group, *args]
+
+
+def run_one(server: Server, n: int, rate: float, events: int, workload: str) -> dict[str, Any]:
+    say(f"{workload}: {server.name}, {n} sessions, {events} events at {rate:g}/s")
+    rss_before = server.rss_kb()
+    tokens = (
+        ",".join(mint_token(DEVELOPMENT_SECRET, f"{i}") for i in range(100))
+        if server.mode == "graphql"
+        else ""
+    )
+    loadgen = subprocess.Popen(
+        [
+            NODE,
+            str(BENCH / "loadgen" / "loadgen.mjs"),
+            "--url",
+            server.url(),
+            "--mode",
+            server.mode,
+            "--n",
+            str(n),
+            "--events",
+            str(events),
+            "--tokens",
+            tokens,
+            "--idle",
+            "15",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert loadgen.stdout is not None
+    line = loadgen.stdout.readline().strip()
+    if not line.startswith("CONNECTED"):
+        raise RuntimeError(f"load generator failed: {line} {loadgen.stderr.read() if loadgen.stderr else ''}")
+    time.sleep(3.0)  # let allocations settle before reading the idle footprint
+    rss_after = server.rss_kb()
+    probe = subprocess.Popen(publisher(server, "--probe"), cwd=ROOT, env=server.env, stdin=subprocess.PIPE)
+    line = loadgen.stdout.readline().strip()
+    assert probe.stdin is not None
+    probe.stdin.close()
+    probe.wait(10)
+    if line != "READY":
+        raise RuntimeError(f"sessions never all received a probe: {line}")
+    time.sleep(0.5)
+    published = subprocess.run(
+        publisher(server, "--rate", str(rate), "--events", str(events)),
+        cwd=ROOT,
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    result = json.loads(loadgen.stdout.readline())
+    loadgen.wait(30)
+    result.update(
+        server=server.name,
+        workload=workload,
+        rate=rate,
+        publisher=json.loads(published.stdout or "{}"),
+        rss_before_kb=rss_before,
+        rss_after_kb=rss_after,
+        rss_per_connection_kb=(rss_after - rss_before) / n,
+    )
+    say(
+        f"  {result['deliveries_per_s'] or 0:,.0f} deliveries/s, p50 {1000 * (result['latency_s']['p50'] or 0):.1f} ms,"
+        f" p99 {1000 * (result['latency_s']['p99'] or 0):.1f} ms, lost {result['lost']},"
+        f" {result['rss_per_connection_kb']:.1f} KB/connection"
+    )
+    return result
+
+
+def plan(smoke: bool, sizes: list[int], workloads: set[str]) -> list[tuple[str, str, int, float, int]]:
+    """(workload, server, N, rate, events)"""
+    if smoke:
+        return [("smoke", s, 20, 50, 30) for s in ("switchboard", "floor")]
+    servers = ["floor", "switchboard", "switchboard-uvicorn", "channels-pubsub", "channels-redis"]
+    runs = []
+    if "W1" in workloads:
+        runs += [("W1 saturation", s, n, 200, 1000) for s in servers for n in sizes]
+    if "W2" in workloads:
+        runs += [("W2 moderate", s, 1000, 5, 50) for s in servers]
+    if "W3" in workloads:
+        # Idle subscribed sessions; a few events only check that every one is live.
+        runs += [("W3 memory", s, 2000, 5, 5) for s in servers]
+    if "W4" in workloads:
+        runs += [("W4 scale", s, 10_000, 2, 10) for s in ("switchboard", "switchboard-uvicorn")]
+    return runs
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--sizes", default="100,1000", help="session counts of the W1 sweep")
+    parser.add_argument("--workloads", default="W1,W2,W3,W4")
+    parser.add_argument(
+        "--merge", action="store_true", help="replace these workloads in the existing results"
+    )
+    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--only", help="comma-separated servers")
+    args = parser.parse_args()
+    runs = plan(args.smoke, [int(n) for n in args.sizes.split(",")], set(args.workloads.split(",")))
+    if args.only:
+        runs = [r for r in runs if r[1] in args.only.split(",")]
+    if any(r[1].startswith("channels") for r in runs) and not Path(REF_PY).exists():
+        say("the reference virtualenv is missing: make bench-venv")
+        return 2
+    redis = RedisServer(("--maxclients", "20000")).start()
+    say(f"redis-server on port {redis.port}")
+    results: list[dict[str, Any]] = []
+    try:
+        for workload, name, n, rate, events in runs:
+            server = SERVERS[name]()
+            server.start(redis.url)
+            try:
+                results.append(run_one(server, n, rate, events, workload))
+            finally:
+                server.stop()
+    finally:
+        redis.stop()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "smoke" if args.smoke else "latest"
+    machine = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "node": subprocess.run([NODE, "--version"], capture_output=True, text=True).stdout.strip(),
+    }
+    if args.merge and (out / f"{stem}.json").exists():
+        done = {(r["workload"], r["server"], r["n"]) for r in results}
+        earlier = json.loads((out / f"{stem}.json").read_text())["runs"]
+        results = [r for r in earlier if (r["workload"], r["server"], r["n"]) not in done] + results
+        order = ["W1 saturation", "W2 moderate", "W3 memory", "W4 scale"]
+        names = list(SERVERS)
+        results.sort(
+            key=lambda r: (
+                order.index(r["workload"]) if r["workload"] in order else len(order),
+                names.index(r["server"]) if r["server"] in names else len(names),
+                r["n"],
+            )
+        )
+    (out / f"{stem}.json").write_text(json.dumps({"machine": machine, "runs": results}, indent=2))
+    from bench.report import markdown, plot
+
+    (out / f"{stem}.md").write_text(markdown(results, machine))
+    if not args.smoke:
+        plot(results, out / f"{stem}.png")
+    say(f"wrote {out / stem}.json, .md" + ("" if args.smoke else ", .png"))
+    lost = sum(r["lost"] for r in results if r["server"] == "switchboard")
+    if lost:
+        say(f"Switchboard lost {lost} deliveries")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
