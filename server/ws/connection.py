@@ -432,7 +432,9 @@ class Connection:
         except SwitchboardError as exc:
             self._send_error(op_id, [_coded(str(exc), exc.code)])
             return
-        key = (query, name, orjson.dumps(variables, option=orjson.OPT_SORT_KEYS))
+        # decode(): orjson's bytes keep a 4 KiB buffer however short, and the key lives as long
+        # as the subscription.
+        key = (prepared.query, name, orjson.dumps(variables, option=orjson.OPT_SORT_KEYS).decode())
         subscription = WsSubscription(self, op_id, event_filter, prepared.document, variables, name, key)
         since = [(_field(s, "group"), _field(s, "cursor")) for s in (args.get("since") or ())]
         if since:

@@ -44,14 +44,14 @@ class WebSocketEndpoint:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
-        if not self.origins.allows(headers):
-            log.warning("refused a websocket from origin %r", headers.get("origin"))
+        # Nothing per-handshake stays in this frame: it lives as long as the connection.
+        refused_origin = self.origins.refusal(scope)
+        if refused_origin is not None:
+            log.warning("refused a websocket from origin %r", refused_origin)
             self.refused += 1
             await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
             return
-        offered = list(scope.get("subprotocols") or ())
-        subprotocol = next((p for p in offered if p in SUBPROTOCOLS), None)
+        subprotocol = next((p for p in scope.get("subprotocols") or () if p in SUBPROTOCOLS), None)
         await send({"type": "websocket.accept", "subprotocol": subprotocol})
         if subprotocol is None:
             await send(

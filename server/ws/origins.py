@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from strawberry.http.websocket_origin import is_same_origin, normalize_allowed_origins, normalize_origin
 
@@ -13,6 +14,11 @@ class OriginPolicy:
     def __init__(self, allowed: Iterable[str], *, allow_any: bool) -> None:
         self._allowed = normalize_allowed_origins(tuple(allowed))
         self._allow_any = allow_any or "*" in self._allowed
+
+    def refusal(self, scope: Mapping[str, Any]) -> str | None:
+        """The Origin of a handshake this policy refuses, or None when it may connect."""
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+        return None if self.allows(headers) else headers.get("origin", "")
 
     def allows(self, headers: dict[str, str]) -> bool:
         origin = headers.get("origin")

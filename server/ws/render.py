@@ -38,8 +38,10 @@ _UNSET: Any = object()
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A parsed, validated document."""
+    """A parsed, validated document, and the first copy of its text (shared by every subscription
+    with the same query, instead of one copy per socket)."""
 
+    query: str
     document: DocumentNode
     errors: tuple[GraphQLError, ...] = ()
 
@@ -71,9 +73,9 @@ class DocumentCache:
         try:
             document = parse(query, max_tokens=self._max_tokens)
         except GraphQLError as exc:
-            prepared = Prepared(DocumentNode(definitions=()), (exc,))
+            prepared = Prepared(query, DocumentNode(definitions=()), (exc,))
         else:
-            prepared = Prepared(document, tuple(validate(self._schema, document, self._rules)))
+            prepared = Prepared(query, document, tuple(validate(self._schema, document, self._rules)))
         self._items[query] = prepared
         if len(self._items) > self._size:
             self._items.popitem(last=False)

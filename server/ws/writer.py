@@ -1,5 +1,5 @@
 """The one writer of a WebSocket: a bounded queue of text frames, drained by a task that runs
-only while there is something to send (an idle connection holds no task at all)."""
+only while there is something to send (an idle connection holds neither a task nor a queue)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class FrameWriter:
         self._send = send
         self._limit = limit
         self._name = name
-        self._frames: deque[str] = deque()
+        self._frames: deque[str] | None = None  # created by the first frame, dropped when drained
         self._close: tuple[int, str] | None = None
         self._task: asyncio.Task[None] | None = None
         self.closed = False  # a close was requested (or the peer is gone): nothing more is queued
@@ -38,9 +38,12 @@ class FrameWriter:
         """Queue `frame`; False when the queue is full. After close, frames are dropped."""
         if self.closed:
             return True
-        if len(self._frames) >= self._limit:
+        frames = self._frames
+        if frames is None:
+            frames = self._frames = deque()
+        elif len(frames) >= self._limit:
             return False
-        self._frames.append(frame)
+        frames.append(frame)
         self._wake()
         return True
 
@@ -50,17 +53,17 @@ class FrameWriter:
             return
         self.closed = True
         if not flush:
-            self._frames.clear()
+            self._frames = None
         self._close = (code, reason[:120])  # a close reason must fit in 123 bytes
         self._wake()
 
     def __len__(self) -> int:
-        return len(self._frames)
+        return 0 if self._frames is None else len(self._frames)
 
     async def stop(self) -> None:
         """Stop sending; what is still queued is dropped."""
         self.closed = True
-        self._frames.clear()
+        self._frames = None
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
@@ -72,9 +75,10 @@ class FrameWriter:
             self._task = asyncio.get_running_loop().create_task(self._drain(), name=self._name)
 
     async def _drain(self) -> None:
-        frames, send = self._frames, self._send
+        send = self._send
         try:
-            while frames:
+            # Re-read each turn: close() and stop() drop the queue while a send is in progress.
+            while frames := self._frames:
                 self.busy_since = time.monotonic()
                 await send({"type": "websocket.send", "text": frames.popleft()})
                 self.sent += 1
@@ -89,9 +93,10 @@ class FrameWriter:
             # Each ASGI server says "that socket is gone" with an exception of its own.
             log.debug("websocket send failed: %r", exc)
             self.closed = True
-            frames.clear()
+            self._frames = None
         finally:
             # No await since the queue was last seen empty: an offer() now starts a new task.
             self.busy_since = 0.0
             if self._task is asyncio.current_task():
                 self._task = None
+                self._frames = None  # empty (or dropped): an idle socket keeps no queue

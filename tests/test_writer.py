@@ -1,0 +1,99 @@
+"""The per-socket FrameWriter: bounded, in order, and holding nothing while idle.
+
+The ASGI `send` here is a real coroutine that the test controls (it blocks until released), the
+way a socket whose peer stops reading blocks a server's send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from server.ws.writer import FrameWriter
+
+
+class Gate:
+    """An ASGI send that records messages and, when closed, blocks like a full socket."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.open = asyncio.Event()
+        self.open.set()
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        await self.open.wait()
+        self.sent.append(message)
+
+
+async def settle(writer: FrameWriter) -> None:
+    """Wait for the writer's drain task (if any) to finish."""
+    task = writer._task
+    if task is not None:
+        async with asyncio.timeout(2):
+            await task
+
+
+async def test_frames_go_out_in_order_and_an_idle_writer_keeps_no_queue_or_task() -> None:
+    gate = Gate()
+    writer = FrameWriter(gate, limit=8)
+    for i in range(5):
+        assert writer.offer(f"f{i}")
+    await settle(writer)
+    assert [m["text"] for m in gate.sent] == [f"f{i}" for i in range(5)]
+    assert writer._frames is None and writer._task is None
+    assert writer.offer("again")  # a new burst starts a new queue and task
+    await settle(writer)
+    assert gate.sent[-1]["text"] == "again"
+    assert writer.sent == 6
+
+
+async def test_a_full_queue_refuses_instead_of_growing() -> None:
+    gate = Gate()
+    gate.open.clear()
+    writer = FrameWriter(gate, limit=3)
+    assert writer.offer("in flight")
+    await asyncio.sleep(0)  # the drain task takes it and blocks in send
+    assert all(writer.offer(f"q{i}") for i in range(3))
+    assert not writer.offer("one too many")
+    assert len(writer) == 3
+    gate.open.set()
+    await settle(writer)
+    assert [m["text"] for m in gate.sent] == ["in flight", "q0", "q1", "q2"]
+    await writer.stop()
+
+
+async def test_close_drops_the_queue_unless_flushed_and_nothing_is_queued_after_it() -> None:
+    gate = Gate()
+    gate.open.clear()
+    dropped = FrameWriter(gate, limit=4)
+    dropped.offer("in flight")
+    await asyncio.sleep(0)
+    dropped.offer("never sent")
+    dropped.close(4008, "too slow")
+    assert dropped.offer("after close")  # accepted and dropped: the socket is going away
+    gate.open.set()
+    await settle(dropped)
+    assert gate.sent == [
+        {"type": "websocket.send", "text": "in flight"},
+        {"type": "websocket.close", "code": 4008, "reason": "too slow"},
+    ]
+
+    flushed_gate = Gate()
+    flushed = FrameWriter(flushed_gate, limit=4)
+    flushed.offer("last words")
+    flushed.close(1001, "going away", flush=True)
+    await settle(flushed)
+    assert [m.get("text", m.get("code")) for m in flushed_gate.sent] == ["last words", 1001]
+
+
+async def test_stop_cancels_a_blocked_send_and_drops_what_is_queued() -> None:
+    gate = Gate()
+    gate.open.clear()
+    writer = FrameWriter(gate, limit=4)
+    writer.offer("blocked")
+    writer.offer("queued")
+    await asyncio.sleep(0)
+    async with asyncio.timeout(2):
+        await writer.stop()
+    assert len(writer) == 0 and writer._task is None
+    assert gate.sent == []
