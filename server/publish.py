@@ -7,8 +7,10 @@ app's own layer is used; elsewhere REDIS_URL (and SWITCHBOARD_PREFIX) must match
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import weakref
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -61,13 +63,13 @@ async def send_to_group(group: str, event: str, /, **fields: Any) -> Envelope:
     if layer is not None and _InProcess.loop is asyncio.get_running_loop():
         await layer.group_send(group, envelope)
         return envelope
-    settings = Settings.from_env()
-    if not settings.redis_url:
+    target = _target()
+    if target is None:
         raise LayerNotConfigured("set REDIS_URL to publish from outside the server process")
-    client = _async_client(settings.redis_url)
+    client = _async_client(target.redis_url)
     try:
         async with asyncio.timeout(PUBLISH_TIMEOUT):
-            await _publish(client, settings, group, envelope)
+            await _publish(client, target, group, envelope)
     except (RedisError, OSError, TimeoutError) as exc:
         raise Unavailable(f"could not publish to Redis: {exc or type(exc).__name__}") from exc
     return envelope
@@ -76,10 +78,10 @@ async def send_to_group(group: str, event: str, /, **fields: Any) -> Envelope:
 def send_to_group_sync(group: str, event: str, /, **fields: Any) -> Envelope:
     """Publish from non-async code such as a Django view or a Celery task."""
     envelope = build_envelope(group, event, fields)
-    settings = Settings.from_env()
-    if settings.redis_url:
+    target = _target()
+    if target is not None:
         try:
-            _publish(_sync_client(settings.redis_url), settings, group, envelope)
+            _publish(_sync_client(target.redis_url), target, group, envelope)
         except (RedisError, OSError) as exc:
             raise Unavailable(f"could not publish to Redis: {exc or type(exc).__name__}") from exc
         return envelope
@@ -100,23 +102,52 @@ def send_to_socket_group(group_name: str, event: str, message: str, status: str 
     return send_to_group_sync(group_name, event, message=message, status=status)
 
 
-def _publish(client: Any, settings: Settings, group: str, envelope: Envelope) -> Any:
+# What a publisher outside the server needs from the environment; read on every publish (a
+# test or a long-lived worker may change it), parsed and validated once per distinct value.
+PUBLISH_ENV = ("REDIS_URL", "SWITCHBOARD_PREFIX", "SWITCHBOARD_HISTORY_SIZE", "SWITCHBOARD_HISTORY_TTL")
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """Where and how to publish: the server's Redis, key prefix and history settings."""
+
+    redis_url: str
+    prefix: str
+    sharded: bool
+    history_size: int
+    history_ttl: float
+
+
+def _target() -> _Target | None:
+    return _target_for(tuple(os.environ.get(name) for name in PUBLISH_ENV))
+
+
+@lru_cache(maxsize=16)
+def _target_for(values: tuple[str | None, ...]) -> _Target | None:
+    settings = Settings.from_env({k: v for k, v in zip(PUBLISH_ENV, values, strict=True) if v is not None})
+    if not settings.redis_url:
+        return None
+    return _Target(
+        redis_url=settings.redis_url,
+        prefix=settings.prefix,
+        sharded=redis_urls.parse(settings.redis_url).kind == "cluster",
+        history_size=settings.history_size,
+        history_ttl=settings.history_ttl,
+    )
+
+
+def _publish(client: Any, target: _Target, group: str, envelope: Envelope) -> Any:
     """The server's own way to send: PUBLISH, or append-and-publish when history is on.
 
     Returns what the client returns (a coroutine for an asyncio client)."""
-    assert settings.redis_url is not None
-    sharded = redis_urls.parse(settings.redis_url).kind == "cluster"
-    channel = group_channel(settings.prefix, group, sharded)
-    if settings.history_size <= 0:
-        return (
-            client.spublish(channel, envelope.encode())
-            if sharded
-            else client.publish(channel, envelope.encode())
-        )
-    script = client.register_script(append_script(sharded))
+    channel = group_channel(target.prefix, group, target.sharded)
+    if target.history_size <= 0:
+        publish = client.spublish if target.sharded else client.publish
+        return publish(channel, envelope.encode())
+    script = client.register_script(append_script(target.sharded))
     return script(
-        keys=history_keys(settings.prefix, group, sharded),
-        args=append_args(channel, envelope.encode(), settings.history_size, settings.history_ttl),
+        keys=history_keys(target.prefix, group, target.sharded),
+        args=append_args(channel, envelope.encode(), target.history_size, target.history_ttl),
     )
 
 

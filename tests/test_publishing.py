@@ -46,6 +46,28 @@ async def test_sync_api_from_another_process(server_a: ServerProcess, publish_en
         assert (got["id"], got["message"], got["status"]) == (event_id, "from a task", "WARNING")
 
 
+async def test_a_publisher_follows_its_environment_and_needs_no_server_secret(
+    server_a: ServerProcess, publish_env: dict[str, str], prefix: str
+) -> None:
+    """The publisher reads where to publish on every call (parsed once per distinct value), and
+    only what publishing needs: a worker in production mode without the server's secret works."""
+    user = unique("u")
+    env = {k: v for k, v in publish_env.items() if k != "SWITCHBOARD_SECRET"}
+    async with WsClient(server_a.ws_url, token(user)) as client:
+        events = await client.events()
+        event_id = run_python(
+            "import os\n"
+            "from server.publish import send_to_group_sync as send\n"
+            "os.environ['SWITCHBOARD_PREFIX'] = 'another_deployment'\n"
+            f"send('user_{user}', 'data', payload={{'n': 1}})\n"
+            f"os.environ['SWITCHBOARD_PREFIX'] = '{prefix}'\n"
+            f"print(send('user_{user}', 'data', payload={{'n': 2}}).id)",
+            {**env, "SWITCHBOARD_MODE": "prod"},
+        )
+        got = (await events.next())["events"]
+        assert (got["id"], got["payload"]) == (event_id, {"n": 2})
+
+
 async def test_channels_style_helper_from_another_process(
     server_a: ServerProcess, publish_env: dict[str, str]
 ) -> None:
