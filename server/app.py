@@ -15,12 +15,13 @@ from server.exceptions import Unavailable
 from server.inbox import Inbox
 from server.layers import RedisLayer, make_layer
 from server.logs import configure_logging
-from server.metrics import CONTENT_TYPE, make_registry, render
+from server.metrics import CONTENT_TYPE, SwitchboardCollector, make_registry, render
 from server.policy import Authorizer, load_note_policy
 from server.presence import Presence, RedisPresenceStore
 from server.publish import attach_server_layer
 from server.settings import Settings
 from server.view import STATIC, SwitchboardView
+from server.worker_metrics import WorkerShare
 from server.ws.api import GraphQLApi
 from server.ws.asgi import ASGIApp, Receive, Scope, Send
 from server.ws.endpoint import WebSocketEndpoint
@@ -77,6 +78,10 @@ def create_app(settings: Settings | None = None, schema: Any = None) -> Switchbo
         methods=["GET", "POST"],
     )
 
+    share = WorkerShare(settings.metrics_dir) if settings.metrics_dir else None
+    collector = SwitchboardCollector(services, websockets.connections, share)
+    registry = make_registry(collector)
+
     @quart.before_serving
     async def start() -> None:
         await services.layer.ping()
@@ -85,6 +90,8 @@ def create_app(settings: Settings | None = None, schema: Any = None) -> Switchbo
         await services.control.directory.start()
         attach_server_layer(services.layer)
         websockets.start()
+        if share is not None:
+            share.start(collector.snapshot)
         if settings.dev and settings.secret_is_default:
             log.warning("development mode with the development secret: do not expose this server")
         layer = "redis" if settings.redis_url else "in-memory"
@@ -101,8 +108,8 @@ def create_app(settings: Settings | None = None, schema: Any = None) -> Switchbo
         await services.control.directory.close()
         attach_server_layer(None)
         await services.layer.close()
-
-    registry = make_registry(services, websockets.connections)
+        if share is not None:
+            await share.stop(collector.snapshot())
 
     @quart.get("/metrics")
     async def metrics() -> Response:

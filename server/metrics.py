@@ -1,10 +1,15 @@
-"""Prometheus metrics at /metrics, read from live state and STATS at scrape time."""
+"""Prometheus metrics at /metrics, read from live state and STATS at scrape time.
+
+Under `serve --workers N` the figures are those of every worker, added up (server/worker_metrics.py);
+`switchboard_worker_*{worker="<pid>"}` show each worker on its own. `process_*` metrics describe
+the worker that answered the scrape.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
-from collections.abc import Iterator, Sized
+import time
+from collections.abc import Iterable, Iterator, Sized
 from itertools import accumulate
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
@@ -13,81 +18,129 @@ from prometheus_client.registry import Collector
 
 from server.context import Services
 from server.stats import LATENCY_BUCKETS, STATS
+from server.worker_metrics import Snapshot, WorkerShare, rss_bytes
 
 TASK_PREFIX = "switchboard-"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
+GAUGES = {
+    "switchboard_connections": "Open WebSocket connections.",
+    "switchboard_sessions": "Live sessions.",
+    "switchboard_groups_subscribed": "Redis subscriptions held for groups (one per group per process).",
+    "switchboard_asyncio_tasks": "asyncio tasks alive.",
+    "switchboard_own_tasks": "asyncio tasks Switchboard started (named switchboard-*).",
+}
+# Each worker on its own under --workers: name -> (help, the snapshot's gauge).
+PER_WORKER = {
+    "switchboard_worker_connections": (
+        "Open WebSocket connections of each worker.",
+        "switchboard_connections",
+    ),
+    "switchboard_worker_resident_memory_bytes": ("Resident memory of each worker.", "resident_memory_bytes"),
+}
+# name -> (help, label name or "" when unlabelled)
+COUNTERS = {
+    "switchboard_events_published": ("Events published from the server processes.", "type"),
+    "switchboard_events_delivered": ("Events handed to sessions' subscriptions.", ""),
+    "switchboard_events_dropped": ("Events a session dropped.", "reason"),
+    "switchboard_queue_overflows": ("Sessions closed as slow consumers (4008).", ""),
+    "switchboard_redis_reconnects": ("Times a Redis pub/sub connection was lost.", ""),
+    "switchboard_errors": ("Errors returned to clients, by code.", "code"),
+}
+
+
+def local_snapshot(services: Services, connections: Sized, pid: int = 0) -> Snapshot:
+    """This process's figures now."""
+    subscribed = getattr(services.layer, "subscribed_groups", None)
+    try:
+        tasks = asyncio.all_tasks()
+    except RuntimeError:
+        tasks = set()
+    return Snapshot(
+        pid=pid,
+        at=time.time(),
+        alive=True,
+        gauges={
+            "switchboard_connections": len(connections),
+            "switchboard_sessions": len(services.sessions),
+            "switchboard_groups_subscribed": len(subscribed()) if subscribed is not None else 0,
+            "switchboard_asyncio_tasks": len(tasks),
+            "switchboard_own_tasks": sum(1 for t in tasks if t.get_name().startswith(TASK_PREFIX)),
+            "resident_memory_bytes": rss_bytes(),
+        },
+        counters={
+            "switchboard_events_published": dict(STATS.published),
+            "switchboard_events_delivered": {"": STATS.delivered},
+            "switchboard_events_dropped": dict(STATS.dropped),
+            "switchboard_queue_overflows": {"": STATS.overflows},
+            "switchboard_redis_reconnects": {"": STATS.redis_reconnects},
+            "switchboard_errors": dict(STATS.errors),
+        },
+        latency_counts=list(STATS.latency_counts),
+        latency_sum=STATS.latency_sum,
+    )
+
+
+def families(snapshots: Iterable[Snapshot], *, per_worker: bool) -> Iterator[Metric]:
+    """The metric families of the sum of `snapshots` (and each worker's own, if `per_worker`)."""
+    snapshots = list(snapshots)
+    for name, documentation in GAUGES.items():
+        yield GaugeMetricFamily(name, documentation, sum(s["gauges"].get(name, 0) for s in snapshots))
+    for name, (documentation, label) in COUNTERS.items():
+        totals: dict[str, float] = {}
+        for snapshot in snapshots:
+            for value, count in snapshot["counters"].get(name, {}).items():
+                totals[value] = totals.get(value, 0) + count
+        if label:
+            family = CounterMetricFamily(name, documentation, labels=[label])
+            for value, count in sorted(totals.items()):
+                family.add_metric([value], count)
+        else:
+            family = CounterMetricFamily(name, documentation, totals.get("", 0))
+        yield family
+    counts = [sum(column) for column in zip(*(s["latency_counts"] for s in snapshots), strict=True)]
+    cumulative = list(accumulate(counts))
+    buckets = [(repr(b), cumulative[i]) for i, b in enumerate(LATENCY_BUCKETS)] + [("+Inf", cumulative[-1])]
+    yield HistogramMetricFamily(
+        "switchboard_delivery_latency_seconds",
+        "From publish to delivery to sessions.",
+        buckets=buckets,
+        sum_value=sum(s["latency_sum"] for s in snapshots),
+    )
+    if per_worker:
+        alive = [s for s in snapshots if s["alive"]]
+        yield GaugeMetricFamily("switchboard_workers", "Worker processes reporting.", len(alive))
+        for name, (documentation, gauge) in PER_WORKER.items():
+            per = GaugeMetricFamily(name, documentation, labels=["worker"])
+            for snapshot in alive:
+                per.add_metric([str(snapshot["pid"])], snapshot["gauges"].get(gauge, 0))
+            yield per
+
 
 class SwitchboardCollector(Collector):
-    def __init__(self, services: Services, connections: Sized) -> None:
+    def __init__(self, services: Services, connections: Sized, share: WorkerShare | None = None) -> None:
         self._services = services
         self._connections = connections
+        self._share = share
+
+    def snapshot(self) -> Snapshot:
+        pid = self._share.pid if self._share is not None else 0
+        return local_snapshot(self._services, self._connections, pid)
 
     def collect(self) -> Iterator[Metric]:
-        services = self._services
-        yield GaugeMetricFamily(
-            "switchboard_connections", "Open WebSocket connections.", len(self._connections)
-        )
-        yield GaugeMetricFamily(
-            "switchboard_sessions", "Live sessions in this process.", len(services.sessions)
-        )
-        subscribed = getattr(services.layer, "subscribed_groups", None)
-        yield GaugeMetricFamily(
-            "switchboard_groups_subscribed",
-            "Groups this process holds a Redis subscription for.",
-            len(subscribed()) if subscribed is not None else 0,
-        )
-        try:
-            tasks = asyncio.all_tasks()
-        except RuntimeError:
-            tasks = set()
-        own = sum(1 for t in tasks if t.get_name().startswith(TASK_PREFIX))
-        yield GaugeMetricFamily(
-            "switchboard_asyncio_tasks", "asyncio tasks alive in this process.", len(tasks)
-        )
-        yield GaugeMetricFamily(
-            "switchboard_own_tasks", "asyncio tasks Switchboard started (named switchboard-*).", own
-        )
-        yield _labeled(
-            "switchboard_events_published", "Events published from this process.", "type", STATS.published
-        )
-        yield CounterMetricFamily(
-            "switchboard_events_delivered", "Events handed to sessions' subscriptions.", STATS.delivered
-        )
-        yield _labeled("switchboard_events_dropped", "Events a session dropped.", "reason", STATS.dropped)
-        yield CounterMetricFamily(
-            "switchboard_queue_overflows", "Sessions closed as slow consumers (4008).", STATS.overflows
-        )
-        yield CounterMetricFamily(
-            "switchboard_redis_reconnects",
-            "Times the Redis pub/sub connection was lost.",
-            STATS.redis_reconnects,
-        )
-        yield _labeled("switchboard_errors", "Errors returned to clients, by code.", "code", STATS.errors)
-        cumulative = list(accumulate(STATS.latency_counts))
-        buckets = [(repr(b), cumulative[i]) for i, b in enumerate(LATENCY_BUCKETS)] + [
-            ("+Inf", cumulative[-1])
-        ]
-        yield HistogramMetricFamily(
-            "switchboard_delivery_latency_seconds",
-            "From publish to delivery to this process's sessions.",
-            buckets=buckets,
-            sum_value=STATS.latency_sum,
-        )
+        own = self.snapshot()
+        if self._share is None:
+            yield from families([own], per_worker=False)
+            return
+        self._share.write(own)
+        yield from families([own, *self._share.others()], per_worker=True)
 
 
-def _labeled(name: str, documentation: str, label: str, counts: Counter[str]) -> CounterMetricFamily:
-    family = CounterMetricFamily(name, documentation, labels=[label])
-    for value, count in sorted(counts.items()):
-        family.add_metric([value], count)
-    return family
-
-
-def make_registry(services: Services, connections: Sized) -> CollectorRegistry:
+def make_registry(collector: SwitchboardCollector) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=True)
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
-    registry.register(SwitchboardCollector(services, connections))
+    registry.register(collector)
     return registry
 
 

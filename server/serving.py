@@ -11,7 +11,9 @@ import contextlib
 import importlib
 import logging
 import os
+import shutil
 import signal
+import tempfile
 from collections.abc import Iterator
 from multiprocessing import get_context
 from multiprocessing.synchronize import Event as ProcessEvent
@@ -21,6 +23,7 @@ from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config, Sockets
 from hypercorn.utils import wrap_app
 
+from server import worker_metrics
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,7 @@ def serve(config: Config, workers: int) -> int:
         _run_worker(config, None, None)
         return 0
     sockets = config.create_sockets()
+    metrics_dir, made = _metrics_dir()
     ctx = get_context("spawn")
     stop = ctx.Event()
     processes = [
@@ -64,7 +68,22 @@ def serve(config: Config, workers: int) -> int:
         process.join()
     for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
         sock.close()
+    if made:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return max((p.exitcode or 0) for p in processes)
+
+
+def _metrics_dir() -> tuple[str, bool]:
+    """Where the workers share their metrics (SWITCHBOARD_METRICS_DIR, or a temporary directory
+    made here); the workers, started with spawn, find it in the environment."""
+    given = os.environ.get("SWITCHBOARD_METRICS_DIR")
+    if given:
+        os.makedirs(given, exist_ok=True)
+        worker_metrics.clear(given)
+        return given, False
+    made = tempfile.mkdtemp(prefix="switchboard-metrics-")
+    os.environ["SWITCHBOARD_METRICS_DIR"] = made
+    return made, True
 
 
 def load_app(path: str) -> Any:

@@ -48,6 +48,7 @@ class Settings:
     history_ttl: float = 300.0
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
+    metrics_dir: str | None = None  # set by `serve --workers N`: where workers share their metrics
 
     @property
     def dev(self) -> bool:
@@ -98,6 +99,7 @@ class Settings:
             history_ttl=_positive_float(env, "SWITCHBOARD_HISTORY_TTL", 300.0),
             log_format="json" if log_format == "json" else "text",
             log_level=env.get("SWITCHBOARD_LOG_LEVEL", "INFO").upper(),
+            metrics_dir=env.get("SWITCHBOARD_METRICS_DIR") or None,
         )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -52,3 +54,57 @@ async def test_metrics_follow_what_happens(server: ServerProcess) -> None:
     assert grew("switchboard_errors_total", (("code", "FORBIDDEN"),)) >= 1
     assert grew("switchboard_delivery_latency_seconds_count") >= 1
     assert after[("process_resident_memory_bytes", ())] > 0
+
+
+async def test_any_worker_answers_metrics_for_all_workers(redis_url: str, prefix: str) -> None:
+    """Under --workers 2 a scrape reaches one worker; it must count every worker's sockets and
+    deliveries, and show each worker on its own."""
+    server = ServerProcess({"REDIS_URL": redis_url, "SWITCHBOARD_PREFIX": prefix}, workers=2).start()
+    user = unique("u")
+    clients: list[WsClient] = []
+    try:
+        # The kernel picks the worker of each connection: open until both workers hold some.
+        per_worker: dict[str, float] = {}
+        async with asyncio.timeout(30):
+            while len(clients) < 40 and not (len(per_worker) == 2 and all(per_worker.values())):
+                client = WsClient(server.ws_url, token(user))
+                await client.__aenter__()
+                clients.append(client)
+                per_worker = await settled_workers(server, len(clients))
+        assert len(per_worker) == 2 and all(per_worker.values()), per_worker
+        before = await scrape(server)
+        subs = [await c.events() for c in clients]
+        await http(server.http_url, NOTIFY, token("pub", publisher=True), g=f"user_{user}", m="to every tab")
+        for sub in subs:
+            assert (await sub.next())["events"]["message"] == "to every tab"
+        async with asyncio.timeout(10):
+            while True:  # the other worker's figures arrive with its next snapshot (every second)
+                after = await scrape(server)
+                delivered = after[("switchboard_events_delivered_total", ())]
+                if delivered - before[("switchboard_events_delivered_total", ())] >= len(clients):
+                    break
+                await asyncio.sleep(0.2)
+        assert after[("switchboard_workers", ())] == 2
+        assert after[("switchboard_connections", ())] == len(clients)
+        assert all(
+            after[("switchboard_worker_resident_memory_bytes", (("worker", w),))] > 0 for w in per_worker
+        )
+    finally:
+        for client in clients:
+            await client.__aexit__(None, None, None)
+        assert server.stop() == 0, server.log_tail()
+
+
+async def settled_workers(server: ServerProcess, expected: int) -> dict[str, float]:
+    """Each worker's connections, once the scraped sum has caught up with `expected` (a worker
+    writes its snapshot every second)."""
+    async with asyncio.timeout(10):
+        while True:
+            metrics = await scrape(server)
+            if metrics.get(("switchboard_connections", ())) == expected:
+                return {
+                    dict(labels)["worker"]: value
+                    for (name, labels), value in metrics.items()
+                    if name == "switchboard_worker_connections"
+                }
+            await asyncio.sleep(0.2)
