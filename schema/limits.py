@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from graphql import (
@@ -51,6 +52,7 @@ def _fields(
                 yield from _fields(fragment.selection_set, context, depth, seen | {name})
 
 
+@cache  # one rule class per limits, so cached validations (keyed by the rules) are found again
 def limit_rule(limits: QueryLimits) -> type[ASTValidationRule]:
     """A rule refusing operations deeper, wider or more aliased than `limits`."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, cast
 
@@ -34,7 +34,9 @@ def offline_graphiql() -> str | None:
     return (STATIC / "graphiql.html").read_text()
 
 
+@lru_cache(maxsize=512)
 def _is_subscription(query: str | None, operation_name: str | None) -> bool:
+    """Apps send the same few documents again and again: each is parsed here once, not per request."""
     try:
         operation = get_operation_ast(parse(query or ""), operation_name)
     except GraphQLError:
