@@ -46,6 +46,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": record.process,  # tells the workers of `serve --workers N` apart
         }
         session = getattr(record, "session", None)
         if session:

@@ -36,6 +36,9 @@ def make_config(host: str, port: int, app_path: str, settings: Settings) -> Conf
     config.application_path = app_path
     config.bind = [f"{host}:{port}"]
     config.accesslog = None
+    # A Logger (not "-") so hypercorn adds no handler of its own: its lines go through ours,
+    # once, in our format (JSON lines included).
+    config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = 5.0
     # Frames over the limit are refused by hypercorn itself (close 1009) before they are buffered.
     config.websocket_max_message_size = settings.max_message_bytes

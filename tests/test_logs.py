@@ -14,6 +14,8 @@ from tests.support.raw import RawPeer
 
 async def test_json_log_lines_carry_the_session_id() -> None:
     server = ServerProcess({"SWITCHBOARD_LOG_FORMAT": "json"}).start()
+    assert server.proc is not None
+    pid = server.proc.pid
     try:
         async with WsClient(server.ws_url, token(unique("u"))) as client:
             sid = (await client.session_info())["id"]
@@ -27,7 +29,9 @@ async def test_json_log_lines_carry_the_session_id() -> None:
         server.stop()
     lines = [line for line in server.log_path.read_text().splitlines() if line.startswith("{")]
     entries = [orjson.loads(line) for line in lines]
-    assert entries and all({"time", "level", "logger", "message"} <= e.keys() for e in entries)
+    assert entries and all({"time", "level", "logger", "message", "pid"} <= e.keys() for e in entries)
+    assert {e["pid"] for e in entries} == {pid}
+    assert sum(1 for e in entries if e["message"].startswith("Running on")) == 1  # hypercorn's, once
     about_sessions = [e for e in entries if e["logger"] in ("server.session", "server.ws.connection")]
     assert len(about_sessions) >= 4
     assert all(e.get("session") for e in about_sessions), about_sessions
