@@ -27,17 +27,21 @@ $(STAMP): pyproject.toml
 install: $(STAMP) $(VENDOR_STAMP)
 
 $(VENDOR_STAMP): assets/package.json assets/package-lock.json
-	@if command -v npm >/dev/null 2>&1; then \
-	  echo "fetching GraphiQL and graphql-ws from the npm registry ..."; \
-	  npm ci --prefix assets --no-audit --no-fund --loglevel=error >/dev/null 2>&1 && \
-	  mkdir -p $(VENDOR) && \
-	  for f in $(VENDOR_FILES); do \
-	    name=$$(basename $$f); \
-	    case $$f in @graphiql/plugin-explorer/dist/index.umd.js) name=plugin-explorer.umd.js;; \
-	                @graphiql/plugin-explorer/dist/style.css) name=plugin-explorer.css;; esac; \
-	    cp assets/node_modules/$$f $(VENDOR)/$$name; \
-	  done && touch $@; \
-	else echo "npm not found: GraphiQL will load its assets from a CDN"; fi
+	@command -v npm >/dev/null 2>&1 || { \
+	  echo "npm not found: installing Debian's nodejs and npm packages (GraphiQL's assets come from the npm registry) ..."; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nodejs npm >/dev/null; \
+	}
+	@echo "fetching GraphiQL and graphql-ws from the npm registry ..."
+	@npm ci --prefix assets --no-audit --no-fund --loglevel=error >/dev/null
+	@mkdir -p $(VENDOR)
+	@for f in $(VENDOR_FILES); do \
+	  name=$$(basename $$f); \
+	  case $$f in @graphiql/plugin-explorer/dist/index.umd.js) name=plugin-explorer.umd.js;; \
+	              @graphiql/plugin-explorer/dist/style.css) name=plugin-explorer.css;; esac; \
+	  cp assets/node_modules/$$f $(VENDOR)/$$name || exit 1; \
+	done
+	@touch $@
 
 assets: $(VENDOR_STAMP)
 
