@@ -124,7 +124,7 @@ async def test_prod_serves_no_graphiql_and_no_introspection(prod: ServerProcess)
     async with httpx.AsyncClient() as client:
         page = await client.get(prod.http_url, headers={"Accept": "text/html"})
     assert "graphiql" not in page.text.lower()
-    for _ in range(2):  # the second time from the validation cache, refused all the same
+    for _ in range(2):  # the second time from the parse cache, refused all the same
         body = await http(prod.http_url, INTROSPECT, token("x"))
         assert set(error_codes(body)) == {"GRAPHQL_VALIDATION_FAILED"}
     async with WsClient(prod.ws_url, token("x")) as ws:
@@ -232,7 +232,7 @@ DEEP = "{ __schema { types { fields { type " + "{ ofType " * 9 + "{ name }" + " 
     ],
 )
 async def test_query_cost_limits(memory_server: ServerProcess, name: str, query: str, words: str) -> None:
-    for _ in range(2):  # the second time from the parse and validation caches
+    for _ in range(2):  # the second time from the parse cache
         body = await http(memory_server.http_url, query, token("x"))
         assert any(words in e["message"] for e in body.get("errors", [])), (name, body)
     async with WsClient(memory_server.ws_url, token("x")) as ws:
