@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
+from server.ws.eager import start_eagerly
 from server.ws.writer import FrameWriter
 
 
@@ -97,3 +100,67 @@ async def test_stop_cancels_a_blocked_send_and_drops_what_is_queued() -> None:
         await writer.stop()
     assert len(writer) == 0 and writer._task is None
     assert gate.sent == []
+
+
+# -- start_eagerly: a task only when the coroutine has to wait ------------------------------------
+
+
+async def test_a_coroutine_that_never_waits_runs_at_once_and_makes_no_task() -> None:
+    done: list[str] = []
+
+    async def quick() -> None:
+        done.append("ran")
+
+    assert start_eagerly(quick(), "t") is None
+    assert done == ["ran"]
+
+
+async def test_a_coroutine_that_waits_is_carried_on_with_the_outcome_of_what_it_waits_for() -> None:
+    loop = asyncio.get_running_loop()
+    first, second = loop.create_future(), loop.create_future()
+    seen: list[object] = []
+
+    async def waits() -> None:
+        seen.append(await first)
+        await asyncio.sleep(0)  # a bare yield too
+        try:
+            await second
+        except ValueError as exc:
+            seen.append(str(exc))
+
+    task = start_eagerly(waits(), "t")
+    assert task is not None and not task.done() and seen == []
+    first.set_result("one")
+    await asyncio.sleep(0)
+    second.set_exception(ValueError("two"))
+    async with asyncio.timeout(2):
+        await task
+    assert seen == ["one", "two"]
+
+
+async def test_cancelling_the_carried_on_task_cancels_the_coroutine_where_it_waits() -> None:
+    waiting = asyncio.get_running_loop().create_future()
+    seen: list[str] = []
+
+    async def waits() -> None:
+        try:
+            await waiting
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+
+    task = start_eagerly(waits(), "t")
+    assert task is not None
+    await asyncio.sleep(0)
+    task.cancel()
+    async with asyncio.timeout(2):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert seen == ["cancelled"] and waiting.cancelled()
+
+
+async def test_an_idle_socket_takes_a_frame_without_a_task() -> None:
+    gate = Gate()
+    writer = FrameWriter(gate, limit=4)
+    assert writer.offer("at once")
+    assert writer._task is None and [m["text"] for m in gate.sent] == ["at once"]

@@ -132,7 +132,7 @@ class Connection:
         self.endpoint = endpoint
         self.scope = scope
         self.legacy = subprotocol == LEGACY_WS
-        self.writer = FrameWriter(send, settings.queue_size)
+        self.writer = FrameWriter(send, settings.queue_size, batch=endpoint.flush_batch)
         self.context = Context(endpoint.services, request=self, bucket=endpoint.services.new_bucket())
         self.session: Session | None = None
         self.ops: dict[str, Operation] = {}

@@ -14,6 +14,7 @@ from server.ws.asgi import Receive, Scope, Send
 from server.ws.connection import SUBPROTOCOLS, Connection
 from server.ws.origins import OriginPolicy
 from server.ws.render import DocumentCache, Renderer
+from server.ws.writer import FlushBatch
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class WebSocketEndpoint:
             api._schema, api.validation_rules(introspection=settings.introspection), api.limits.max_tokens
         )
         self.renderer = Renderer(api)
+        self.flush_batch = FlushBatch()  # every socket's writer, started together after a fan-out
         self.connections: set[Connection] = set()
         self.origins = OriginPolicy(
             settings.allowed_origins, allow_any=settings.dev and not settings.allowed_origins

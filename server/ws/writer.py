@@ -1,5 +1,11 @@
-"""The one writer of a WebSocket: a bounded queue of text frames, drained by a task that runs
-only while there is something to send (an idle connection holds neither a task nor a queue)."""
+"""The one writer of a WebSocket: a bounded queue of text frames, sent without a task while the
+socket takes them, and by a task only while it has to wait (an idle connection holds neither a
+task nor a queue).
+
+Writers woken while the event loop runs one callback (the Redis reader fanning an event, or a
+burst of events, out to every local session) are started together by a `FlushBatch` right after
+it: frames of a burst leave a socket back to back, and no task is made per socket per event.
+"""
 
 from __future__ import annotations
 
@@ -10,22 +16,61 @@ from collections import deque
 from contextlib import suppress
 
 from server.ws.asgi import Send
+from server.ws.eager import start_eagerly
 
 log = logging.getLogger(__name__)
+
+
+class FlushBatch:
+    """Starts the writers woken during one turn of the event loop, once that turn is over."""
+
+    __slots__ = ("_ready", "_scheduled")
+
+    def __init__(self) -> None:
+        self._ready: list[FrameWriter] = []
+        self._scheduled = False
+
+    def add(self, writer: FrameWriter) -> None:
+        self._ready.append(writer)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        ready, self._ready = self._ready, []
+        self._scheduled = False
+        for writer in ready:
+            writer._start()
 
 
 class FrameWriter:
     """Frames go out in order; a full queue refuses more instead of growing."""
 
-    __slots__ = ("_close", "_frames", "_limit", "_name", "_send", "_task", "busy_since", "closed", "sent")
+    __slots__ = (
+        "_batch",
+        "_close",
+        "_draining",
+        "_frames",
+        "_limit",
+        "_name",
+        "_send",
+        "_task",
+        "busy_since",
+        "closed",
+        "sent",
+    )
 
-    def __init__(self, send: Send, limit: int, name: str = "switchboard-ws-writer") -> None:
+    def __init__(
+        self, send: Send, limit: int, name: str = "switchboard-ws-writer", batch: FlushBatch | None = None
+    ) -> None:
         self._send = send
+        self._batch = batch  # None: start each drain at once
         self._limit = limit
         self._name = name
         self._frames: deque[str] | None = None  # created by the first frame, dropped when drained
         self._close: tuple[int, str] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[None] | None = None  # carries on a drain that had to wait
+        self._draining = False
         self.closed = False  # a close was requested (or the peer is gone): nothing more is queued
         self.busy_since = 0.0  # monotonic time the send in progress started, 0 when idle
         self.sent = 0
@@ -71,8 +116,18 @@ class FrameWriter:
                 await task
 
     def _wake(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._drain(), name=self._name)
+        if not self._draining:
+            self._draining = True
+            if self._batch is None:
+                self._start()
+            else:
+                self._batch.add(self)
+
+    def _start(self) -> None:
+        if self._frames is None and self._close is None:  # stopped while waiting for its batch
+            self._draining = False
+            return
+        self._task = start_eagerly(self._drain(), self._name)
 
     async def _drain(self) -> None:
         send = self._send
@@ -95,8 +150,8 @@ class FrameWriter:
             self.closed = True
             self._frames = None
         finally:
-            # No await since the queue was last seen empty: an offer() now starts a new task.
+            # No await since the queue was last seen empty: an offer() now starts a new drain.
             self.busy_since = 0.0
-            if self._task is asyncio.current_task():
-                self._task = None
-                self._frames = None  # empty (or dropped): an idle socket keeps no queue
+            self._draining = False
+            self._task = None
+            self._frames = None  # empty (or dropped): an idle socket keeps no queue
