@@ -27,6 +27,9 @@ const now = () => (performance.timeOrigin + performance.now()) / 1000;
 const SEQ = /"seq":\s*(-?\d+)/, T = /"t":\s*([0-9.e+-]+)/;
 
 const latencies = new Float64Array(Math.max(1, N * M));
+// Per event: the first and the last receipt (publish to receipt), to tell a late start of the
+// fan-out (every socket late) from a long fan-out (the spread between first and last socket).
+const firstLat = new Float64Array(M).fill(Infinity), lastLat = new Float64Array(M).fill(-Infinity);
 let nLat = 0, deliveries = 0, duplicates = 0, connected = 0, probed = 0, closed = 0;
 let first = 0, last = 0, lastActivity = now();
 const sessions = [];
@@ -47,6 +50,7 @@ function onEvent(s, text) {
   if (!first) first = at;
   last = at;
   if (nLat < latencies.length) latencies[nLat++] = at - t;
+  if (seq < M) { firstLat[seq] = Math.min(firstLat[seq], at - t); lastLat[seq] = Math.max(lastLat[seq], at - t); }
   if (s.count === M) { s.done = true; maybeFinish(); }
 }
 
@@ -96,6 +100,20 @@ function open(i) {
   });
 }
 
+function perEvent() {
+  // Medians over events of: the first socket's latency, and the spread to the last socket's.
+  const seen = [...Array(M).keys()].filter((i) => Number.isFinite(firstLat[i]));
+  if (!seen.length) return null;
+  const med = (xs) => xs.sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+  const spread = seen.map((i) => lastLat[i] - firstLat[i]);
+  return {
+    first_p50: med(seen.map((i) => firstLat[i])),
+    first_max: Math.max(...seen.map((i) => firstLat[i])),
+    spread_p50: med([...spread]),
+    spread_max: Math.max(...spread),
+  };
+}
+
 let finished = false;
 function maybeFinish(force = false) {
   if (finished) return;
@@ -113,6 +131,7 @@ function maybeFinish(force = false) {
     elapsed_s: elapsed,
     deliveries_per_s: elapsed > 0 ? deliveries / elapsed : null,
     latency_s: { p50: q(0.5), p90: q(0.9), p99: q(0.99), max: lat.length ? lat[lat.length - 1] : null },
+    per_event: perEvent(),
   }));
   for (const s of sessions) s.ws.terminate();
   setTimeout(() => process.exit(0), 100);
