@@ -35,18 +35,26 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
     sweep = [r for r in runs if r["workload"].startswith("W1")]
     servers = sorted({r["server"] for r in sweep})
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for name in servers:
+    for i, name in enumerate(servers):
+        color = f"C{i}"  # one colour per server in both panels; p50 dashed, p99 solid
         points = sorted((r for r in sweep if r["server"] == name), key=lambda r: r["n"])
         ns = [r["n"] for r in points]
-        left.plot(ns, [r["deliveries_per_s"] or 0 for r in points], marker="o", label=name)
+        left.plot(ns, [r["deliveries_per_s"] or 0 for r in points], marker="o", color=color, label=name)
         right.plot(
             ns,
             [1000 * (r["latency_s"]["p50"] or 0) for r in points],
             marker="o",
             linestyle="--",
+            color=color,
             label=f"{name} p50",
         )
-        right.plot(ns, [1000 * (r["latency_s"]["p99"] or 0) for r in points], marker="s", label=f"{name} p99")
+        right.plot(
+            ns,
+            [1000 * (r["latency_s"]["p99"] or 0) for r in points],
+            marker="s",
+            color=color,
+            label=f"{name} p99",
+        )
     left.set(title="Throughput at 200 events/s offered", xlabel="subscribed sessions", ylabel="deliveries/s")
     right.set(title="Publish-to-receipt latency", xlabel="subscribed sessions", ylabel="ms", yscale="log")
     left.legend()
