@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from server.ws.eager import start_eagerly
-from server.ws.writer import FrameWriter
+from server.ws.writer import FlushBatch, FrameWriter
 
 
 class Gate:
@@ -164,3 +164,27 @@ async def test_an_idle_socket_takes_a_frame_without_a_task() -> None:
     writer = FrameWriter(gate, limit=4)
     assert writer.offer("at once")
     assert writer._task is None and [m["text"] for m in gate.sent] == ["at once"]
+
+
+async def test_a_writer_stopped_before_its_batch_runs_sends_nothing() -> None:
+    gate = Gate()
+    batch = FlushBatch()
+    writer = FrameWriter(gate, limit=4, batch=batch)
+    writer.offer("queued")
+    writer.close(1001, "going away", flush=True)
+    await writer.stop()  # the connection ended before the loop came round to the batch
+    await asyncio.sleep(0.01)
+    assert gate.sent == [] and writer._task is None
+
+
+async def test_writers_woken_in_one_turn_are_started_together_after_it() -> None:
+    gate = Gate()
+    batch = FlushBatch()
+    writers = [FrameWriter(gate, limit=4, batch=batch) for _ in range(3)]
+    for i, writer in enumerate(writers):
+        writer.offer(f"a{i}")
+        writer.offer(f"b{i}")
+    assert gate.sent == []  # nothing leaves during the turn that queued it
+    await asyncio.sleep(0)
+    assert [m["text"] for m in gate.sent] == ["a0", "b0", "a1", "b1", "a2", "b2"]
+    assert all(w._task is None for w in writers)  # no send had to wait: no task

@@ -106,9 +106,10 @@ class FrameWriter:
         return 0 if self._frames is None else len(self._frames)
 
     async def stop(self) -> None:
-        """Stop sending; what is still queued is dropped."""
+        """Stop sending; what is still queued (a close frame too) is dropped."""
         self.closed = True
         self._frames = None
+        self._close = None  # a writer still waiting for its FlushBatch then sends nothing
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
