@@ -12,6 +12,7 @@ from server.context import Services
 from server.control import SessionControl
 from server.directory import RedisDirectory
 from server.exceptions import Unavailable
+from server.gc_pauses import GcPauses
 from server.inbox import Inbox
 from server.layers import RedisLayer, make_layer
 from server.logs import configure_logging
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None, schema: Any = None) -> Switchbo
     )
 
     share = WorkerShare(settings.metrics_dir) if settings.metrics_dir else None
+    gc_pauses = GcPauses()
     collector = SwitchboardCollector(services, websockets.connections, share)
     registry = make_registry(collector)
 
@@ -90,6 +92,7 @@ def create_app(settings: Settings | None = None, schema: Any = None) -> Switchbo
         await services.control.directory.start()
         attach_server_layer(services.layer)
         websockets.start()
+        gc_pauses.install()
         if share is not None:
             share.start(collector.snapshot)
         if settings.dev and settings.secret_is_default:
@@ -110,6 +113,7 @@ def create_app(settings: Settings | None = None, schema: Any = None) -> Switchbo
         await services.layer.close()
         if share is not None:
             await share.stop(collector.snapshot())
+        gc_pauses.remove()
 
     @quart.get("/metrics")
     async def metrics() -> Response:

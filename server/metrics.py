@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from server.context import Services
-from server.stats import LATENCY_BUCKETS, STATS
+from server.stats import GC_BUCKETS, LATENCY_BUCKETS, STATS
 from server.worker_metrics import Snapshot, WorkerShare, rss_bytes
 
 TASK_PREFIX = "switchboard-"
@@ -78,6 +78,8 @@ def local_snapshot(services: Services, connections: Sized, pid: int = 0) -> Snap
         },
         latency_counts=list(STATS.latency_counts),
         latency_sum=STATS.latency_sum,
+        gc_pause_counts=[list(counts) for counts in STATS.gc_pause_counts],
+        gc_pause_sum=list(STATS.gc_pause_sum),
     )
 
 
@@ -107,6 +109,22 @@ def families(snapshots: Iterable[Snapshot], *, per_worker: bool) -> Iterator[Met
         buckets=buckets,
         sum_value=sum(s["latency_sum"] for s in snapshots),
     )
+    pauses = HistogramMetricFamily(
+        "switchboard_gc_pause_seconds",
+        "Garbage-collector pauses of the event loop, by generation (2: full collections).",
+        labels=["generation"],
+    )
+    for generation in range(3):
+        counts = [
+            sum(col) for col in zip(*(s["gc_pause_counts"][generation] for s in snapshots), strict=True)
+        ]
+        cumulative = list(accumulate(counts))
+        pauses.add_metric(
+            [str(generation)],
+            [(repr(b), cumulative[i]) for i, b in enumerate(GC_BUCKETS)] + [("+Inf", cumulative[-1])],
+            sum(s["gc_pause_sum"][generation] for s in snapshots),
+        )
+    yield pauses
     if per_worker:
         alive = [s for s in snapshots if s["alive"]]
         yield GaugeMetricFamily("switchboard_workers", "Worker processes reporting.", len(alive))

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 # Publish-to-delivery latency buckets, seconds.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# Garbage-collector pause buckets, seconds.
+GC_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
 @dataclass(slots=True)
@@ -23,6 +25,11 @@ class Stats:
     redis_reconnects: int = 0
     latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
     latency_sum: float = 0.0
+    # Garbage-collector pauses per generation (server/gc_pauses.py), GC_BUCKETS plus +Inf each.
+    gc_pause_counts: list[list[int]] = field(
+        default_factory=lambda: [[0] * (len(GC_BUCKETS) + 1) for _ in range(3)]
+    )
+    gc_pause_sum: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
 
     def observe_latency(self, seconds: float) -> None:
         """One event reached this process's sessions `seconds` after it was published."""

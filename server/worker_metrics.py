@@ -38,6 +38,8 @@ class Snapshot(TypedDict):
     counters: dict[str, dict[str, float]]  # name -> label value ("" when unlabelled) -> count
     latency_counts: list[int]
     latency_sum: float
+    gc_pause_counts: list[list[int]]  # per generation, GC_BUCKETS plus +Inf
+    gc_pause_sum: list[float]
 
 
 def rss_bytes() -> int:

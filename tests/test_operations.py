@@ -54,6 +54,14 @@ async def test_metrics_follow_what_happens(server: ServerProcess) -> None:
     assert grew("switchboard_errors_total", (("code", "FORBIDDEN"),)) >= 1
     assert grew("switchboard_delivery_latency_seconds_count") >= 1
     assert after[("process_resident_memory_bytes", ())] > 0
+    # Collections happen all the time in a server that allocates; each is timed.
+    young = (("generation", "0"),)
+    assert after[("switchboard_gc_pause_seconds_count", young)] > 0
+    assert after[("switchboard_gc_pause_seconds_sum", young)] > 0
+    assert (
+        after[("switchboard_gc_pause_seconds_bucket", (("generation", "0"), ("le", "+Inf")))]
+        == after[("switchboard_gc_pause_seconds_count", young)]
+    )
 
 
 async def test_any_worker_answers_metrics_for_all_workers(redis_url: str, prefix: str) -> None:
