@@ -12,7 +12,7 @@ from server.context import Services
 from server.control import SessionControl
 from server.directory import RedisDirectory
 from server.exceptions import Unavailable
-from server.gc_pauses import GcPauses
+from server.gc_pauses import GcPauses, freeze_start_up_objects
 from server.inbox import Inbox
 from server.layers import RedisLayer, make_layer
 from server.logs import configure_logging
@@ -92,6 +92,8 @@ def create_app(settings: Settings | None = None, schema: Any = None) -> Switchbo
         await services.control.directory.start()
         attach_server_layer(services.layer)
         websockets.start()
+        frozen = freeze_start_up_objects()
+        log.debug("froze %d start-up objects out of the garbage collector's way", frozen)
         gc_pauses.install()
         if share is not None:
             share.start(collector.snapshot)

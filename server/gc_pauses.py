@@ -1,8 +1,10 @@
-"""How long the garbage collector stops the event loop, by generation.
+"""How long the garbage collector stops the event loop, by generation, and making it shorter.
 
-A full (generation 2) collection walks every tracked object; with 1000 sessions it took about
-65 ms here, and every socket's deliveries wait for it. /metrics shows it as
-`switchboard_gc_pause_seconds{generation}` so a latency tail can be told apart from the rest.
+A full (generation 2) collection walks every tracked object; with 1000 sessions it took 52-78 ms
+here, and every socket's deliveries wait for it. About half of those objects are the modules,
+schema and app made at start-up, which live as long as the process: `freeze_start_up_objects`
+moves them out of the collector's reach (`gc.freeze`), and full collections took 33-38 ms.
+/metrics shows the pauses as `switchboard_gc_pause_seconds{generation}`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,14 @@ import time
 from typing import Any
 
 from server.stats import GC_BUCKETS, STATS
+
+
+def freeze_start_up_objects() -> int:
+    """Collect once, then exempt everything alive now from later collections; returns how many
+    objects are frozen. Called when the app starts serving: what exists then is the process's."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 class GcPauses:

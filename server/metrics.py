@@ -8,6 +8,7 @@ the worker that answered the scrape.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Iterable, Iterator, Sized
 from itertools import accumulate
@@ -29,6 +30,7 @@ GAUGES = {
     "switchboard_groups_subscribed": "Redis subscriptions held for groups (one per group per process).",
     "switchboard_asyncio_tasks": "asyncio tasks alive.",
     "switchboard_own_tasks": "asyncio tasks Switchboard started (named switchboard-*).",
+    "switchboard_gc_frozen_objects": "Start-up objects exempt from garbage collection (gc.freeze).",
 }
 # Each worker on its own under --workers: name -> (help, the snapshot's gauge).
 PER_WORKER = {
@@ -66,6 +68,7 @@ def local_snapshot(services: Services, connections: Sized, pid: int = 0) -> Snap
             "switchboard_groups_subscribed": len(subscribed()) if subscribed is not None else 0,
             "switchboard_asyncio_tasks": len(tasks),
             "switchboard_own_tasks": sum(1 for t in tasks if t.get_name().startswith(TASK_PREFIX)),
+            "switchboard_gc_frozen_objects": gc.get_freeze_count(),
             "resident_memory_bytes": rss_bytes(),
         },
         counters={

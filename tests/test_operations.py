@@ -54,6 +54,8 @@ async def test_metrics_follow_what_happens(server: ServerProcess) -> None:
     assert grew("switchboard_errors_total", (("code", "FORBIDDEN"),)) >= 1
     assert grew("switchboard_delivery_latency_seconds_count") >= 1
     assert after[("process_resident_memory_bytes", ())] > 0
+    # The modules, schema and app made at start-up are frozen out of every collection.
+    assert after[("switchboard_gc_frozen_objects", ())] > 10_000
     # Collections happen all the time in a server that allocates; each is timed.
     young = (("generation", "0"),)
     assert after[("switchboard_gc_pause_seconds_count", young)] > 0
