@@ -52,7 +52,7 @@ def _fields(
                 yield from _fields(fragment.selection_set, context, depth, seen | {name})
 
 
-@cache  # one rule class per limits, so cached validations (keyed by the rules) are found again
+@cache  # one rule class per limits, not a new class for every operation
 def limit_rule(limits: QueryLimits) -> type[ASTValidationRule]:
     """A rule refusing operations deeper, wider or more aliased than `limits`."""
 

@@ -103,13 +103,10 @@ def families(snapshots: Iterable[Snapshot], *, per_worker: bool) -> Iterator[Met
         else:
             family = CounterMetricFamily(name, documentation, totals.get("", 0))
         yield family
-    counts = [sum(column) for column in zip(*(s["latency_counts"] for s in snapshots), strict=True)]
-    cumulative = list(accumulate(counts))
-    buckets = [(repr(b), cumulative[i]) for i, b in enumerate(LATENCY_BUCKETS)] + [("+Inf", cumulative[-1])]
     yield HistogramMetricFamily(
         "switchboard_delivery_latency_seconds",
         "From publish to delivery to sessions.",
-        buckets=buckets,
+        buckets=_buckets(LATENCY_BUCKETS, [s["latency_counts"] for s in snapshots]),
         sum_value=sum(s["latency_sum"] for s in snapshots),
     )
     pauses = HistogramMetricFamily(
@@ -118,13 +115,9 @@ def families(snapshots: Iterable[Snapshot], *, per_worker: bool) -> Iterator[Met
         labels=["generation"],
     )
     for generation in range(3):
-        counts = [
-            sum(col) for col in zip(*(s["gc_pause_counts"][generation] for s in snapshots), strict=True)
-        ]
-        cumulative = list(accumulate(counts))
         pauses.add_metric(
             [str(generation)],
-            [(repr(b), cumulative[i]) for i, b in enumerate(GC_BUCKETS)] + [("+Inf", cumulative[-1])],
+            _buckets(GC_BUCKETS, [s["gc_pause_counts"][generation] for s in snapshots]),
             sum(s["gc_pause_sum"][generation] for s in snapshots),
         )
     yield pauses
@@ -136,6 +129,13 @@ def families(snapshots: Iterable[Snapshot], *, per_worker: bool) -> Iterator[Met
             for snapshot in alive:
                 per.add_metric([str(snapshot["pid"])], snapshot["gauges"].get(gauge, 0))
             yield per
+
+
+def _buckets(bounds: tuple[float, ...], counts: list[list[int]]) -> list[tuple[str, float]]:
+    """Cumulative Prometheus buckets of per-bucket `counts` (one list per process, each with a
+    last entry for +Inf) added up over the processes."""
+    cumulative = list(accumulate(sum(column) for column in zip(*counts, strict=True)))
+    return [(repr(b), cumulative[i]) for i, b in enumerate(bounds)] + [("+Inf", cumulative[-1])]
 
 
 class SwitchboardCollector(Collector):

@@ -14,10 +14,10 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TypedDict
 
 import orjson
 
@@ -85,7 +85,7 @@ class WorkerShare:
                 snapshot["gauges"] = {}
             yield snapshot
 
-    def start(self, take: Any) -> None:
+    def start(self, take: Callable[[], Snapshot]) -> None:
         """Write `take()` every SHARE_INTERVAL until stop()."""
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(
@@ -104,7 +104,7 @@ class WorkerShare:
         with suppress(OSError):
             self.write(final)
 
-    async def _run(self, take: Any) -> None:
+    async def _run(self, take: Callable[[], Snapshot]) -> None:
         while True:
             try:
                 self.write(take())
