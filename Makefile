@@ -4,10 +4,13 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
-STAMP  := $(VENV)/.installed
+# The editable install is a tree of links (setuptools' strict mode: see pyproject.toml), so it is
+# made again when a file of the package is added or removed, not when one is edited.
+TREE   := $(shell find server schema -name '*.py' -o -name '*.html' 2>/dev/null | LC_ALL=C sort | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(TREE)
 
 # GraphiQL and graphql-ws for the pages the server serves, from the npm registry (never a CDN).
-VENDOR       := server/static/vendor
+VENDOR       := server/web/static/vendor
 VENDOR_STAMP := $(VENDOR)/.installed
 VENDOR_FILES := react/umd/react.production.min.js react-dom/umd/react-dom.production.min.js \
                 graphiql/graphiql.min.js graphiql/graphiql.min.css graphql-ws/umd/graphql-ws.min.js \
@@ -16,15 +19,17 @@ VENDOR_FILES := react/umd/react.production.min.js react-dom/umd/react-dom.produc
 
 .PHONY: run test lint typecheck check install assets redis-server chromium screenshots schema clean bench bench-venv
 
-# Creates the virtualenv and installs Switchboard with its test and dev tools.
-$(STAMP): pyproject.toml
+# Creates the virtualenv and installs Switchboard with its test and dev tools. The vendored
+# assets come first: they are package data, linked into the editable tree like the code.
+$(STAMP): pyproject.toml $(VENDOR_STAMP)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing Switchboard into $(VENV) ..."
 	@$(BIN)/python -m pip install --quiet --upgrade pip
-	@$(BIN)/python -m pip install --quiet -e ".[dev,speed,uvicorn]"
+	@rm -f $(VENV)/.installed*
+	@$(BIN)/python -m pip install --quiet -e ".[dev,speed,uvicorn]" --config-settings editable_mode=strict
 	@touch $@
 
-install: $(STAMP) $(VENDOR_STAMP)
+install: $(STAMP)
 
 $(VENDOR_STAMP): assets/package.json assets/package-lock.json
 	@command -v npm >/dev/null 2>&1 || { \
@@ -94,6 +99,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check server schema tests bench
 	$(BIN)/ruff format --check server schema tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 check: lint test
 
@@ -101,4 +107,4 @@ schema: $(STAMP)
 	$(BIN)/switchboard schema > schema.graphql
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info assets/node_modules $(VENDOR)
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache *.egg-info assets/node_modules $(VENDOR)

@@ -18,8 +18,8 @@ sys.path.insert(0, str(ROOT))
 
 import redis.asyncio as aioredis  # noqa: E402
 
-from server.events import build_envelope  # noqa: E402
-from server.layers.redis import RedisLayer  # noqa: E402
+from switchboard.layers.redis import RedisLayer  # noqa: E402
+from switchboard.messages.events import build_envelope  # noqa: E402
 from tests.support.processes import RedisServer  # noqa: E402
 
 

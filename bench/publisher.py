@@ -2,7 +2,7 @@
 own publishing API. Every event carries `seq` and the publish time `t`; the load generator
 measures latency against `t`. --probe sends seq -1 every 0.2 s until stdin closes.
 
-  switchboard: server.publish.send_to_group (needs REDIS_URL, SWITCHBOARD_PREFIX)
+  switchboard: switchboard.publish.send_to_group (needs REDIS_URL, SWITCHBOARD_PREFIX)
   channels:    channels_redis group_send with type send_notify (needs the reference virtualenv)
   floor:       plain Redis PUBLISH
 """
@@ -21,7 +21,7 @@ PAD = "x" * 120  # every system carries the same payload; ~200 bytes of event
 
 async def sender(kind: str, group: str):
     if kind == "switchboard":
-        from server.publish import send_to_group
+        from switchboard.publish import send_to_group
 
         async def send(payload: dict) -> None:
             await send_to_group(group, "data", payload=payload)

@@ -23,8 +23,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from server.auth import mint_token  # noqa: E402
-from server.settings import DEVELOPMENT_SECRET  # noqa: E402
+from switchboard.security.auth import mint_token  # noqa: E402
+from switchboard.settings import DEVELOPMENT_SECRET  # noqa: E402
 from tests.support.processes import RedisServer, free_port  # noqa: E402
 
 BENCH = ROOT / "bench"
@@ -54,9 +54,9 @@ class Server:
 
     def command(self) -> list[str]:
         if self.name == "switchboard":
-            return [MAIN_PY, "-m", "server", "serve", "--port", str(self.port)]
+            return [MAIN_PY, "-m", "switchboard", "serve", "--port", str(self.port)]
         if self.name == "switchboard-uvicorn":
-            return [MAIN_PY, "-m", "server", "serve", "--port", str(self.port), "--server", "uvicorn"]
+            return [MAIN_PY, "-m", "switchboard", "serve", "--port", str(self.port), "--server", "uvicorn"]
         if self.name.startswith("channels"):
             return [
                 REF_PY,

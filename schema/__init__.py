@@ -6,16 +6,17 @@ from collections.abc import Mapping
 from typing import Any
 
 import strawberry
-from graphql import ASTValidationRule, GraphQLError
+from graphql import ASTValidationRule, GraphQLError, GraphQLSchema
 from graphql.error import GraphQLFormattedError
 from strawberry.extensions import ParserCache
 
-from schema.errors import ErrorCodes, coded
-from schema.events import DEFAULT_EVENT_TYPES, EventType
-from schema.limits import LimitQueries, QueryLimits, validation_rules
-from schema.mutation import Mutation
-from schema.query import Query
-from schema.subscription import STREAM_FILTERS, FilterBuilder, make_subscription
+from switchboard.compat.strawberry_schema import graphql_schema_of
+from switchboard.schema.errors import ErrorCodes, coded
+from switchboard.schema.events import DEFAULT_EVENT_TYPES, EventType
+from switchboard.schema.limits import LimitQueries, QueryLimits, validation_rules
+from switchboard.schema.mutation import Mutation
+from switchboard.schema.query import Query
+from switchboard.schema.subscription import STREAM_FILTERS, FilterBuilder, make_subscription
 
 __all__ = ["DEFAULT_EVENT_TYPES", "EventType", "QueryLimits", "SwitchboardSchema", "build_schema", "schema"]
 
@@ -37,6 +38,11 @@ class SwitchboardSchema(strawberry.Schema):
         self.event_types: Mapping[str, type[EventType]] = dict(event_types)
         self.stream_filters: Mapping[str, FilterBuilder] = STREAM_FILTERS
         self.limits = limits
+
+    @property
+    def graphql_schema(self) -> GraphQLSchema:
+        """The graphql-core schema the WebSocket endpoint validates and executes with."""
+        return graphql_schema_of(self)
 
     def validation_rules(self, *, introspection: bool) -> tuple[type[ASTValidationRule], ...]:
         """Rules beyond the specification's, for the WebSocket endpoint's own validation."""

@@ -6,16 +6,16 @@ from typing import Any
 
 from strawberry.types import Info
 
-from server.auth import User
-from server.context import Context
-from server.exceptions import BadUserInput, Unauthenticated
-from server.session import Session
+from switchboard.context import Context
+from switchboard.exceptions import BadUserInput, Unauthenticated
+from switchboard.security.auth import User
+from switchboard.sessions.session import Session
 
 
 def context_of(info: Info[Any, Any]) -> Context:
     context = info.context
     if not isinstance(context, Context):
-        raise TypeError("Switchboard resolvers need a server.context.Context")
+        raise TypeError("Switchboard resolvers need a switchboard.services.Context")
     return context
 
 

@@ -8,8 +8,8 @@ import uuid
 from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors
 
-from server.exceptions import SwitchboardError
-from server.stats import STATS
+from switchboard.exceptions import SwitchboardError
+from switchboard.observability.stats import STATS
 
 log = logging.getLogger(__name__)
 

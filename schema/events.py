@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from schema.types import DataEvent, NotifyEvent, PresenceEvent, ResumeEvent
-from server.envelope import Envelope
-from server.events import DATA, NOTIFY, PRESENCE, RESUME
+from switchboard.messages.envelope import Envelope
+from switchboard.messages.events import DATA, NOTIFY, PRESENCE, RESUME
+from switchboard.schema.types import DataEvent, NotifyEvent, PresenceEvent, ResumeEvent
 
 
 class EventType(Protocol):

@@ -20,7 +20,7 @@ from graphql.validation import NoSchemaIntrospectionCustomRule
 from graphql.validation.validation_context import ASTValidationContext
 from strawberry.extensions import SchemaExtension
 
-from server.context import Context
+from switchboard.context import Context
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,11 +6,11 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from schema.context import context_of, own_session, require_user
-from schema.types import NotifyStatus, PublishResult, Session
-from server.context import Context
-from server.events import DATA, NOTIFY
-from server.groups import note_group, require_valid_group_name
+from switchboard.context import Context
+from switchboard.messages.events import DATA, NOTIFY
+from switchboard.messages.groups import note_group, require_valid_group_name
+from switchboard.schema.context import context_of, own_session, require_user
+from switchboard.schema.types import NotifyStatus, PublishResult, Session
 
 
 async def _may_publish(context: Context, group: str) -> None:

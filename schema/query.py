@@ -5,10 +5,10 @@ from __future__ import annotations
 import strawberry
 from strawberry.types import Info
 
-from schema.context import context_of, require_user
-from schema.types import Presence, PresenceUser, Session, User
-from server.exceptions import BadUserInput, Forbidden
-from server.groups import ALL, note_id_of, require_valid_group_name
+from switchboard.exceptions import BadUserInput, Forbidden
+from switchboard.messages.groups import ALL, note_id_of, require_valid_group_name
+from switchboard.schema.context import context_of, require_user
+from switchboard.schema.types import Presence, PresenceUser, Session, User
 
 
 @strawberry.type

@@ -13,12 +13,12 @@ from typing import Annotated, Any, Union
 import strawberry
 from strawberry.types import Info
 
-from schema.context import context_of, require_ws_session
-from schema.events import EventType
-from schema.types import DataEvent, NotifyEvent, SinceInput
-from server.events import DATA, NOTIFY
-from server.filters import EventFilter
-from server.groups import require_valid_group_name
+from switchboard.messages.events import DATA, NOTIFY
+from switchboard.messages.filters import EventFilter
+from switchboard.messages.groups import require_valid_group_name
+from switchboard.schema.context import context_of, require_ws_session
+from switchboard.schema.events import EventType
+from switchboard.schema.types import DataEvent, NotifyEvent, SinceInput
 
 FilterBuilder = Callable[[Mapping[str, Any], Collection[str]], EventFilter]
 

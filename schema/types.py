@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 import strawberry
 from strawberry.scalars import JSON
 
-from server.directory import SessionInfo
-from server.envelope import Envelope
-from server.events import NotifyStatus as DomainNotifyStatus
-from server.events import data_payload, notify_fields
-from server.session import Session as DomainSession
+from switchboard.fleet.directory import SessionInfo
+from switchboard.messages.envelope import Envelope
+from switchboard.messages.events import NotifyStatus as DomainNotifyStatus
+from switchboard.messages.events import data_payload, notify_fields
+from switchboard.sessions.session import Session as DomainSession
 
 # Registered in place: the GraphQL enum is the domain enum, so values need no translation.
 strawberry.enum(DomainNotifyStatus, name="NotifyStatus", description="How a notification should look.")

@@ -9,13 +9,13 @@ from collections.abc import Sequence
 
 import orjson
 
-from server.auth import DEFAULT_TOKEN_TTL, mint_token
-from server.exceptions import ConfigurationError, SwitchboardError
-from server.settings import Settings
+from switchboard.exceptions import ConfigurationError, SwitchboardError
+from switchboard.security.auth import DEFAULT_TOKEN_TTL, mint_token
+from switchboard.settings import Settings
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from server.serving import make_config, serve, serve_uvicorn
+    from switchboard.web.serving import make_config, serve, serve_uvicorn
 
     settings = Settings.from_env()
     if args.workers > 1 and not settings.redis_url:
@@ -45,7 +45,7 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from server.publish import send_to_group_sync
+    from switchboard.publish import send_to_group_sync
 
     if args.kind == "notify":
         envelope = send_to_group_sync(args.group, "notify", message=args.message, status=args.status)
@@ -61,7 +61,7 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    from schema import schema
+    from switchboard.schema import schema
 
     print(schema.as_str())
     return 0
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--app",
-        default="server.asgi:app",
+        default="switchboard.web.asgi:app",
         help="ASGI app as module:attribute, e.g. one with custom event types",
     )
     serve.set_defaults(func=_serve)
@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SERVER_PACKAGES = frozenset({"quart", "strawberry", "hypercorn", "graphql", "prometheus_client", "uvicorn"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -117,3 +120,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SwitchboardError, ConfigurationError) as exc:
         print(f"switchboard: {exc}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.partition(".")[0] not in SERVER_PACKAGES:
+            raise
+        # The plain install publishes; serving needs the server's extra.
+        print(
+            f"switchboard: {args.command} needs the server, which is not installed ({exc.name} is missing):"
+            ' pip install "switchboard-live[server]"',
+            file=sys.stderr,
+        )
+        return 2

@@ -1,7 +1,8 @@
 """Publishing from any server-side code: async, sync (Django views, Celery tasks) and Channels-style.
 
 Needs only a group layer: neither Quart nor Strawberry is imported. Inside the server process the
-app's own layer is used; elsewhere REDIS_URL (and SWITCHBOARD_PREFIX) must match the server's.
+app's own layer is used; elsewhere REDIS_URL (and SWITCHBOARD_PREFIX) must match the server's
+(the rule is spelled out above send_to_group).
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from server import redis_urls
-from server.envelope import Envelope
-from server.events import HARD_MAX_FIELDS_BYTES, build_envelope
-from server.exceptions import LayerNotConfigured, Unavailable
-from server.layers.base import GroupLayer
-from server.layers.redis import append_args, append_script, group_channel, history_keys
-from server.settings import Settings
-from server.stats import STATS
+from switchboard.exceptions import LayerNotConfigured, Unavailable
+from switchboard.layers import urls
+from switchboard.layers.base import GroupLayer
+from switchboard.layers.redis import append_args, append_script, group_channel, history_keys
+from switchboard.messages.envelope import Envelope
+from switchboard.messages.events import HARD_MAX_FIELDS_BYTES, build_envelope
+from switchboard.observability.stats import STATS
+from switchboard.settings import Settings
 
 PUBLISH_TIMEOUT = 3.0
 
@@ -44,8 +45,10 @@ class Publisher:
 
 
 class _InProcess:
-    """The layer of the server running in this process, if any, and the loop it runs on."""
+    """Where this process publishes when not through REDIS_URL: a capture (tests), or the layer of
+    the server running in this process and the loop it runs on."""
 
+    capture: list[Envelope] | None = None
     layer: GroupLayer | None = None
     loop: asyncio.AbstractEventLoop | None = None
 
@@ -56,12 +59,32 @@ def attach_server_layer(layer: GroupLayer | None) -> None:
     _InProcess.loop = asyncio.get_running_loop() if layer is not None else None
 
 
+def capture_into(events: list[Envelope] | None) -> None:
+    """Record what this process publishes in `events` instead of sending it (None: stop)."""
+    _InProcess.capture = events
+
+
+# One rule for where both functions publish, first match wins:
+#   1. a capture (switchboard.testing.captured_events), in tests;
+#   2. the layer of the server running in this process: from its loop or from any other thread;
+#   3. the Redis of REDIS_URL (and SWITCHBOARD_PREFIX), from any other process;
+#   else LayerNotConfigured.
+
+
 async def send_to_group(group: str, event: str, /, **fields: Any) -> Envelope:
     """Publish from async code: `await send_to_group("user_1", "notify", message="Hi")`."""
     envelope = build_envelope(group, event, fields)
-    layer = _InProcess.layer
-    if layer is not None and _InProcess.loop is asyncio.get_running_loop():
-        await layer.group_send(group, envelope)
+    if _InProcess.capture is not None:
+        _InProcess.capture.append(envelope)
+        return envelope
+    layer, loop = _InProcess.layer, _InProcess.loop
+    if layer is not None and loop is not None:
+        if loop is asyncio.get_running_loop():
+            await layer.group_send(group, envelope)
+        else:  # another thread's loop in the server's process
+            await asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(layer.group_send(group, envelope), loop)
+            )
         return envelope
     target = _target()
     if target is None:
@@ -78,22 +101,25 @@ async def send_to_group(group: str, event: str, /, **fields: Any) -> Envelope:
 def send_to_group_sync(group: str, event: str, /, **fields: Any) -> Envelope:
     """Publish from non-async code such as a Django view or a Celery task."""
     envelope = build_envelope(group, event, fields)
-    target = _target()
-    if target is not None:
-        try:
-            _publish(_sync_client(target.redis_url), target, group, envelope)
-        except (RedisError, OSError) as exc:
-            raise Unavailable(f"could not publish to Redis: {exc or type(exc).__name__}") from exc
+    if _InProcess.capture is not None:
+        _InProcess.capture.append(envelope)
         return envelope
     layer, loop = _InProcess.layer, _InProcess.loop
-    if layer is None or loop is None:
+    if layer is not None and loop is not None:
+        if _running_loop() is loop:
+            raise RuntimeError(
+                "send_to_group_sync called on the server's event loop: await send_to_group instead"
+            )
+        future = asyncio.run_coroutine_threadsafe(layer.group_send(group, envelope), loop)
+        future.result(timeout=PUBLISH_TIMEOUT)
+        return envelope
+    target = _target()
+    if target is None:
         raise LayerNotConfigured("set REDIS_URL to publish from outside the server process")
-    if _running_loop() is loop:
-        raise RuntimeError(
-            "send_to_group_sync called on the server's event loop: await send_to_group instead"
-        )
-    future = asyncio.run_coroutine_threadsafe(layer.group_send(group, envelope), loop)
-    future.result(timeout=PUBLISH_TIMEOUT)
+    try:
+        _publish(_sync_client(target.redis_url), target, group, envelope)
+    except (RedisError, OSError) as exc:
+        raise Unavailable(f"could not publish to Redis: {exc or type(exc).__name__}") from exc
     return envelope
 
 
@@ -130,7 +156,7 @@ def _target_for(values: tuple[str | None, ...]) -> _Target | None:
     return _Target(
         redis_url=settings.redis_url,
         prefix=settings.prefix,
-        sharded=redis_urls.parse(settings.redis_url).kind == "cluster",
+        sharded=urls.parse(settings.redis_url).kind == "cluster",
         history_size=settings.history_size,
         history_ttl=settings.history_ttl,
     )
@@ -161,8 +187,8 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 @lru_cache(maxsize=8)
 def _sync_client(url: str) -> Any:
     # The pool is thread-safe, so one client serves every thread of a Django or Celery worker.
-    return redis_urls.sync_client(
-        redis_urls.parse(url), socket_connect_timeout=PUBLISH_TIMEOUT, socket_timeout=PUBLISH_TIMEOUT
+    return urls.sync_client(
+        urls.parse(url), socket_connect_timeout=PUBLISH_TIMEOUT, socket_timeout=PUBLISH_TIMEOUT
     )
 
 
@@ -179,6 +205,6 @@ def _async_client(url: str) -> Any:
         clients = _async_clients.setdefault(loop, {})
         client = clients.get(url)
         if client is None:
-            client = redis_urls.async_client(redis_urls.parse(url), socket_connect_timeout=PUBLISH_TIMEOUT)
+            client = urls.async_client(urls.parse(url), socket_connect_timeout=PUBLISH_TIMEOUT)
             clients[url] = client
         return client

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from server.exceptions import ConfigurationError
+from switchboard.exceptions import ConfigurationError
 
 log = logging.getLogger(__name__)
 

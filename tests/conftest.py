@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from server.auth import mint_token
+from switchboard.security.auth import mint_token
 from tests.support.processes import TEST_SECRET, RedisClusterNodes, RedisServer, ServerProcess
 
 

@@ -70,7 +70,7 @@ async def offline_page(browser: Browser, server: ServerProcess) -> tuple[Page, l
 
 def publish_cli(server: ServerProcess, group: str, message: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "server", "publish", "notify", "--group", group, "--message", message],
+        [sys.executable, "-m", "switchboard", "publish", "notify", "--group", group, "--message", message],
         env=server.env,
         cwd=ROOT,
         capture_output=True,
@@ -99,7 +99,7 @@ async def publish_until_visible(page: Page, selector: str, server: ServerProcess
 async def test_graphiql_runs_a_subscription_offline(
     browser: Browser, server: ServerProcess, tmp_path: Path
 ) -> None:
-    if not (ROOT / "server" / "static" / "vendor" / "graphiql.min.js").exists():
+    if not (ROOT / "server" / "web" / "static" / "vendor" / "graphiql.min.js").exists():
         pytest.fail("GraphiQL assets are missing: run `make assets`", pytrace=False)
     user = unique("u")
     page, blocked = await offline_page(browser, server)

@@ -155,7 +155,7 @@ async def test_examples_resume_after_a_server_restart(language: str, redis_url: 
         await publish_until_seen(server, proc, f"note_{note}")
         server.stop()
         missed = [unique("missed-") for _ in range(3)]
-        publish = "from server.publish import send_to_group_sync as s\n" + "".join(
+        publish = "from switchboard.publish import send_to_group_sync as s\n" + "".join(
             f"s('note_{note}', 'notify', message={m!r})\n" for m in missed
         )
         done = await asyncio.to_thread(

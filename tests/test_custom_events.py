@@ -30,7 +30,7 @@ async def test_custom_event_type_reaches_the_events_union(
             " ... on ChatEvent { text group } ... on NotifyEvent { message } } }"
         )
         code = (
-            "from server.publish import send_to_group_sync as s\n"
+            "from switchboard.publish import send_to_group_sync as s\n"
             f"s('user_{user}', 'chat', text=5)\n"  # invalid for its handler: dropped
             f"s('user_{user}', 'send_chat', text='hello')\n"
             f"s('user_{user}', 'notify', message='and a notify')\n"

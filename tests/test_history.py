@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import pytest
 import redis.asyncio as aioredis
 
-from server.envelope import Envelope
-from server.layers import InMemoryLayer, RedisClusterLayer, RedisLayer
+from switchboard.layers import InMemoryLayer, RedisClusterLayer, RedisLayer
+from switchboard.messages.envelope import Envelope
 from tests.conftest import token, unique
 from tests.support.client import Subscription, WsClient, http
 from tests.support.processes import ServerProcess

@@ -10,8 +10,8 @@ import orjson
 import pytest
 import websockets
 
-from server.auth import mint_token, verify_token
-from server.exceptions import Unauthenticated
+from switchboard.exceptions import Unauthenticated
+from switchboard.security.auth import mint_token, verify_token
 from tests.conftest import token, unique
 from tests.support.client import WsClient, error_codes, http
 from tests.support.processes import ROOT, TEST_SECRET, ServerProcess
@@ -92,7 +92,7 @@ async def test_good_token_identifies_the_user(server: ServerProcess) -> None:
 def test_cli_token_is_valid_for_the_configured_secret() -> None:
     env = {"SWITCHBOARD_SECRET": TEST_SECRET, "PATH": ""}
     done = subprocess.run(
-        [sys.executable, "-m", "server", "token", "--user", "42", "--publisher"],
+        [sys.executable, "-m", "switchboard", "token", "--user", "42", "--publisher"],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -106,7 +106,7 @@ def test_cli_token_is_valid_for_the_configured_secret() -> None:
 
 def test_cli_prints_the_schema() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "server", "schema"],
+        [sys.executable, "-m", "switchboard", "schema"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -118,7 +118,7 @@ def test_cli_prints_the_schema() -> None:
 
 
 def test_committed_schema_file_matches_the_code() -> None:
-    from schema import schema
+    from switchboard.schema import schema
 
     committed = (ROOT / "schema.graphql").read_text()
     assert committed.strip() == schema.as_str().strip(), "schema.graphql drifted: run `make schema`"

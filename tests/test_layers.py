@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from server.envelope import Envelope
-from server.exceptions import Unavailable
-from server.layers import GroupLayer, InMemoryLayer, RedisClusterLayer, RedisLayer
+from switchboard.exceptions import Unavailable
+from switchboard.layers import GroupLayer, InMemoryLayer, RedisClusterLayer, RedisLayer
+from switchboard.messages.envelope import Envelope
 from tests.conftest import unique
 from tests.support.redis_checks import numsub
 

@@ -84,7 +84,7 @@ async def test_a_client_that_stops_reading_is_closed_as_slow_and_others_lose_not
                 # ~14 MB: more than the kernel buffers hold, so the slow peer's queue overflows.
                 count = 600
                 run_python(
-                    "from server.publish import send_to_group_sync as s\n"
+                    "from switchboard.publish import send_to_group_sync as s\n"
                     f"for i in range({count}):\n"
                     f"    s('note_{note}', 'data', payload={{'i': i, 'pad': 'x' * 24000}})",
                     {**server.env},

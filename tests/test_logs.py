@@ -32,7 +32,9 @@ async def test_json_log_lines_carry_the_session_id() -> None:
     assert entries and all({"time", "level", "logger", "message", "pid"} <= e.keys() for e in entries)
     assert {e["pid"] for e in entries} == {pid}
     assert sum(1 for e in entries if e["message"].startswith("Running on")) == 1  # hypercorn's, once
-    about_sessions = [e for e in entries if e["logger"] in ("server.session", "server.ws.connection")]
+    about_sessions = [
+        e for e in entries if e["logger"] in ("switchboard.sessions.session", "switchboard.ws.connection")
+    ]
     assert len(about_sessions) >= 4
     assert all(e.get("session") for e in about_sessions), about_sessions
     assert {e["session"] for e in about_sessions if "connected as" in e["message"]} >= {sid}

@@ -18,7 +18,7 @@ SEND_NOTIFY = """mutation($group: String!, $message: String!) {
 
 def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "server", *args],
+        [sys.executable, "-m", "switchboard", *args],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -37,7 +37,7 @@ async def test_sync_api_from_another_process(server_a: ServerProcess, publish_en
     async with WsClient(server_a.ws_url, token(user)) as client:
         events = await client.events()
         event_id = run_python(
-            "from server.publish import send_to_group_sync\n"
+            "from switchboard.publish import send_to_group_sync\n"
             f"e = send_to_group_sync('user_{user}', 'send_notify', message='from a task', status='warning')\n"
             "print(e.id)",
             publish_env,
@@ -57,7 +57,7 @@ async def test_a_publisher_follows_its_environment_and_needs_no_server_secret(
         events = await client.events()
         event_id = run_python(
             "import os\n"
-            "from server.publish import send_to_group_sync as send\n"
+            "from switchboard.publish import send_to_group_sync as send\n"
             "os.environ['SWITCHBOARD_PREFIX'] = 'another_deployment'\n"
             f"send('user_{user}', 'data', payload={{'n': 1}})\n"
             f"os.environ['SWITCHBOARD_PREFIX'] = '{prefix}'\n"
@@ -75,7 +75,7 @@ async def test_channels_style_helper_from_another_process(
     async with WsClient(server_a.ws_url, token(user)) as client:
         events = await client.events()
         run_python(
-            "from server.publish import send_to_socket_group\n"
+            "from switchboard.publish import send_to_socket_group\n"
             f"send_to_socket_group(group_name='user_{user}', event='send_notify',"
             " message='Test message', status='info')",
             publish_env,
@@ -90,7 +90,7 @@ async def test_async_api_from_another_process(server_a: ServerProcess, publish_e
         await client.execute("mutation($n: ID!) { openNote(noteId: $n) { id } }", n=note)
         events = await client.events()
         run_python(
-            "import asyncio\nfrom server.publish import send_to_group\n"
+            "import asyncio\nfrom switchboard.publish import send_to_group\n"
             f"asyncio.run(send_to_group('note_{note}', 'data', payload={{'rows': [1, 2]}}))",
             publish_env,
         )
@@ -156,7 +156,7 @@ async def test_unknown_event_type_is_ignored_and_the_session_lives_on(
     async with WsClient(server_a.ws_url, token(user)) as client:
         events = await client.events()
         run_python(
-            "from server.publish import send_to_group_sync\n"
+            "from switchboard.publish import send_to_group_sync\n"
             f"send_to_group_sync('user_{user}', 'mystery', anything=1)\n"
             f"send_to_group_sync('user_{user}', 'notify', message='after the mystery')",
             publish_env,

@@ -9,9 +9,9 @@ import strawberry
 from graphql import parse
 from strawberry.types import Info
 
-from schema import DEFAULT_EVENT_TYPES, build_schema
-from server.envelope import Envelope
-from server.ws.render import Renderer
+from switchboard.messages.envelope import Envelope
+from switchboard.schema import DEFAULT_EVENT_TYPES, build_schema
+from switchboard.ws.render import Renderer
 
 
 @strawberry.type

@@ -160,7 +160,7 @@ def test_prod_refuses_to_start_without_a_strong_secret(secret: str | None) -> No
     if secret:
         env["SWITCHBOARD_SECRET"] = secret
     done = subprocess.run(
-        [sys.executable, "-m", "server", "serve", "--port", "1"],
+        [sys.executable, "-m", "switchboard", "serve", "--port", "1"],
         env=env,
         cwd=ROOT,
         capture_output=True,

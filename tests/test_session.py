@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from server import close_codes
-from server.auth import User
-from server.dispatch import HandlerRegistry
-from server.envelope import Envelope
-from server.exceptions import InvalidGroupName, SessionClosed, Unauthenticated
-from server.layers import GroupLayer, InMemoryLayer
-from server.session import DEFAULT_HANDLERS, Session
+from switchboard import close_codes
+from switchboard.exceptions import InvalidGroupName, SessionClosed, Unauthenticated
+from switchboard.layers import GroupLayer, InMemoryLayer
+from switchboard.messages.envelope import Envelope
+from switchboard.security.auth import User
+from switchboard.sessions.handlers import HandlerRegistry
+from switchboard.sessions.session import DEFAULT_HANDLERS, Session
 from tests.conftest import unique
 from tests.test_layers import make
 

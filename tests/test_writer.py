@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from server.ws.eager import start_eagerly
-from server.ws.writer import FlushBatch, FrameWriter
+from switchboard.compat.eager_start import start_eagerly
+from switchboard.ws.writer import FlushBatch, FrameWriter
 
 
 class Gate:

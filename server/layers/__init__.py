@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from server import redis_urls
-from server.layers.base import GroupLayer, LocalGroups, Receiver
-from server.layers.cluster import RedisClusterLayer
-from server.layers.memory import InMemoryLayer
-from server.layers.redis import RedisLayer
-from server.settings import Settings
+from switchboard.layers import urls
+from switchboard.layers.base import GroupLayer, LocalGroups, Receiver
+from switchboard.layers.cluster import RedisClusterLayer
+from switchboard.layers.memory import InMemoryLayer
+from switchboard.layers.redis import RedisLayer
+from switchboard.settings import Settings
 
 __all__ = [
     "GroupLayer",
@@ -25,6 +25,6 @@ def make_layer(settings: Settings) -> GroupLayer:
     size, ttl = settings.history_size, settings.history_ttl
     if not settings.redis_url:
         return InMemoryLayer(history_size=size, history_ttl=ttl)
-    if redis_urls.parse(settings.redis_url).kind == "cluster":
+    if urls.parse(settings.redis_url).kind == "cluster":
         return RedisClusterLayer(settings.redis_url, settings.prefix, history_size=size, history_ttl=ttl)
     return RedisLayer(settings.redis_url, settings.prefix, history_size=size, history_ttl=ttl)

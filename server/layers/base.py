@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from server.envelope import Envelope
-from server.stats import STATS
+from switchboard.messages.envelope import Envelope
+from switchboard.observability.stats import STATS
 
 log = logging.getLogger(__name__)
 

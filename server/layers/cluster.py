@@ -14,8 +14,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
-from server import redis_urls
-from server.layers.redis import RedisLayer, client_options
+from switchboard.layers import urls
+from switchboard.layers.redis import RedisLayer, client_options
 
 
 class RedisClusterLayer(RedisLayer):
@@ -24,16 +24,16 @@ class RedisClusterLayer(RedisLayer):
     SHARDED = True
 
     def _make_client(self, url: str, timeout: float) -> Any:
-        target = redis_urls.parse(url)
+        target = urls.parse(url)
         options = client_options(timeout)
         options.pop("retry")  # per-shard pub/sub connections are redis-py's own reconnects
         self._shard_pubsubs: dict[str, PubSub] = {}
         self._shard_clients: list[aioredis.Redis] = []
         self._channel_shard: dict[str, str] = {}
         self._password = target.password
-        self._in_flight = asyncio.Semaphore(redis_urls.POOL_SIZE)
+        self._in_flight = asyncio.Semaphore(urls.POOL_SIZE)
         self._options = options
-        return redis_urls.async_client(target, **options)
+        return urls.async_client(target, **options)
 
     async def _publish(self, channel: str, data: bytes) -> int:
         # The cluster client's per-node pools raise past max_connections instead of waiting.

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from server.envelope import Envelope
-from server.history import MemoryHistory, Recovery, parse_cursor
-from server.layers.base import LocalGroups, Receiver
+from switchboard.layers.base import LocalGroups, Receiver
+from switchboard.layers.history import HISTORY_OFF, MemoryHistory, Recovery, parse_cursor
+from switchboard.messages.envelope import Envelope
 
 
 class InMemoryLayer:
@@ -32,7 +32,7 @@ class InMemoryLayer:
     async def history_since(self, group: str, cursor: str) -> Recovery:
         """What `group` published after `cursor`, or why that cannot be told."""
         if self._history is None:
-            return Recovery(group, False, reason="history is off (SWITCHBOARD_HISTORY_SIZE=0)")
+            return Recovery(group, False, reason=HISTORY_OFF)
         epoch, offset = parse_cursor(cursor)
         return self._history.since(group, epoch, offset)
 

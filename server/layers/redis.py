@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+import weakref
 from collections.abc import Callable, Iterable
 from contextlib import suppress
 from typing import Any
@@ -22,13 +23,13 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
-from server import redis_urls
-from server.envelope import Envelope
-from server.exceptions import MalformedEnvelope, Unavailable
-from server.history import Recovery, new_epoch, parse_cursor
-from server.layers.base import LocalGroups, Receiver
-from server.layers.keyed_lock import KeyedLock
-from server.stats import STATS
+from switchboard.exceptions import MalformedEnvelope, Unavailable
+from switchboard.layers import urls
+from switchboard.layers.base import LocalGroups, Receiver
+from switchboard.layers.history import HISTORY_OFF, Recovery, decide, new_epoch, parse_cursor
+from switchboard.layers.keyed_lock import KeyedLock
+from switchboard.messages.envelope import Envelope
+from switchboard.observability.stats import STATS
 
 log = logging.getLogger(__name__)
 
@@ -133,11 +134,12 @@ class RedisLayer:
         self._started = False
         self._pubsub: PubSub | None = None
         self._readers: set[asyncio.Task[None]] = set()
+        self._read_pubsubs: weakref.WeakSet[PubSub] = weakref.WeakSet()  # those a reader runs on
         self._reconcile_task: asyncio.Task[None] | None = None
         self._closed = False
 
     def _make_client(self, url: str, timeout: float) -> Any:
-        return redis_urls.async_client(redis_urls.parse(url), **client_options(timeout))
+        return urls.async_client(urls.parse(url), **client_options(timeout))
 
     # -- the GroupLayer contract -----------------------------------------------------------------
 
@@ -192,7 +194,7 @@ class RedisLayer:
     async def history_since(self, group: str, cursor: str) -> Recovery:
         """What `group` published after `cursor`, or why that cannot be told."""
         if self._append is None:
-            return Recovery(group, False, reason="history is off (SWITCHBOARD_HISTORY_SIZE=0)")
+            return Recovery(group, False, reason=HISTORY_OFF)
         epoch, offset = parse_cursor(cursor)
         epoch_key, seq_key, log_key = history_keys(self._prefix, group, self.SHARDED)
         try:
@@ -207,22 +209,14 @@ class RedisLayer:
             raise _unavailable("could not read the history", exc) from exc
         if current is None:
             return Recovery(group, False, reason="the history expired or was lost")
-        current_epoch, last_offset = current.decode(), int(last or 0)
-        cursor_now = f"{current_epoch}:{last_offset}"
-        if current_epoch != epoch:
-            return Recovery(group, False, reason="epoch changed: the history was lost", cursor=cursor_now)
-        if offset > last_offset:
-            return Recovery(group, False, reason="cursor is ahead of the history", cursor=cursor_now)
+        current_epoch = current.decode()
         events = []
         for entry_id, fields in entries:
             try:
                 events.append(Envelope.decode(fields[b"e"]).at(current_epoch, int(entry_id.split(b"-")[1])))
             except MalformedEnvelope:
                 continue
-        first = events[0].offset if events else last_offset + 1
-        if first != offset + 1:
-            return Recovery(group, False, reason="the history no longer covers the gap", cursor=cursor_now)
-        return Recovery(group, True, tuple(events), cursor=cursor_now)
+        return decide(group, epoch, offset, current_epoch, int(last or 0), events)
 
     async def ping(self) -> None:
         try:
@@ -360,8 +354,8 @@ class RedisLayer:
                 del self._acks[channel]
 
     def _ensure_reader(self, pubsub: PubSub) -> None:
-        if not getattr(pubsub, "_switchboard_reader", False):
-            pubsub._switchboard_reader = True  # type: ignore[attr-defined]
+        if pubsub not in self._read_pubsubs:
+            self._read_pubsubs.add(pubsub)
             task = asyncio.get_running_loop().create_task(self._read(pubsub), name="switchboard-redis-reader")
             self._readers.add(task)
             task.add_done_callback(self._readers.discard)

@@ -8,8 +8,8 @@ from typing import Any, Protocol
 from graphql import ASTValidationRule, GraphQLError, GraphQLSchema
 from graphql.error import GraphQLFormattedError
 
-from server.envelope import Envelope
-from server.filters import EventFilter
+from switchboard.messages.envelope import Envelope
+from switchboard.messages.filters import EventFilter
 
 
 class EventRenderer(Protocol):
@@ -24,7 +24,7 @@ class GraphQLApi(Protocol):
     stream_filters: Mapping[str, Callable[[Mapping[str, Any], Collection[str]], EventFilter]]
 
     @property
-    def _schema(self) -> GraphQLSchema: ...
+    def graphql_schema(self) -> GraphQLSchema: ...
 
     @property
     def limits(self) -> Any: ...

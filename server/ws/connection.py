@@ -13,22 +13,22 @@ import orjson
 from graphql import FieldNode, GraphQLError, OperationType
 from graphql.execution.values import get_argument_values, get_variable_values
 
-from server import close_codes
-from server.auth import User, authenticate, authorization_from_params
-from server.context import Context
-from server.envelope import Envelope
-from server.events import RESUME
-from server.exceptions import SwitchboardError, Unauthenticated, Unavailable
-from server.filters import EventFilter
-from server.history import Recovery
-from server.logs import current_session
-from server.session import Session
-from server.stats import STATS
-from server.ws.asgi import Receive, Scope, Send
-from server.ws.writer import FrameWriter
+from switchboard import close_codes
+from switchboard.context import Context
+from switchboard.exceptions import SwitchboardError, Unauthenticated, Unavailable
+from switchboard.layers.history import GroupHistory, Recovery
+from switchboard.messages.envelope import Envelope
+from switchboard.messages.events import RESUME
+from switchboard.messages.filters import EventFilter
+from switchboard.observability.logs import current_session
+from switchboard.observability.stats import STATS
+from switchboard.security.auth import User, authenticate, authorization_from_params
+from switchboard.sessions.session import Session
+from switchboard.ws.asgi_types import Receive, Scope, Send
+from switchboard.ws.writer import FrameWriter
 
 if TYPE_CHECKING:
-    from server.ws.endpoint import WebSocketEndpoint
+    from switchboard.ws.endpoint import WebSocketEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -415,7 +415,7 @@ class Connection:
             self._spawn(op_id, self._stream(op_id, query, variables, name))
             return
         assert isinstance(field, FieldNode)
-        schema = api._schema
+        schema = api.graphql_schema
         coerced = get_variable_values(schema, operation.variable_definitions or (), variables)
         if isinstance(coerced, list):
             self._send_error(op_id, [api.format_error(e) for e in coerced])
@@ -457,14 +457,13 @@ class Connection:
         session = self.session
         replayed: dict[str, int] = {}
         for group, cursor in since:
-            reader = getattr(layer, "history_since", None)
             if session is None or group not in session.groups:
                 recovery = Recovery(group, False, reason="this session is not in that group")
-            elif reader is None:
+            elif not isinstance(layer, GroupHistory):
                 recovery = Recovery(group, False, reason="this layer keeps no history")
             else:
                 try:
-                    recovery = await reader(group, cursor)
+                    recovery = await layer.history_since(group, cursor)
                 except SwitchboardError as exc:
                     recovery = Recovery(group, False, reason=str(exc))
             resume = Envelope(

@@ -7,14 +7,14 @@ import logging
 import time
 from contextlib import suppress
 
-from server import close_codes
-from server.context import Services
-from server.ws.api import GraphQLApi
-from server.ws.asgi import Receive, Scope, Send
-from server.ws.connection import SUBPROTOCOLS, Connection
-from server.ws.origins import OriginPolicy
-from server.ws.render import DocumentCache, Renderer
-from server.ws.writer import FlushBatch
+from switchboard import close_codes
+from switchboard.security.origins import OriginPolicy
+from switchboard.services import Services
+from switchboard.ws.api import GraphQLApi
+from switchboard.ws.asgi_types import Receive, Scope, Send
+from switchboard.ws.connection import SUBPROTOCOLS, Connection
+from switchboard.ws.render import DocumentCache, Renderer
+from switchboard.ws.writer import FlushBatch
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,9 @@ class WebSocketEndpoint:
         self.services = services
         self.api = api
         self.documents = DocumentCache(
-            api._schema, api.validation_rules(introspection=settings.introspection), api.limits.max_tokens
+            api.graphql_schema,
+            api.validation_rules(introspection=settings.introspection),
+            api.limits.max_tokens,
         )
         self.renderer = Renderer(api)
         self.flush_batch = FlushBatch()  # every socket's writer, started together after a fan-out

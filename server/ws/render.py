@@ -28,8 +28,8 @@ from graphql import (
     validate,
 )
 
-from server.envelope import Envelope
-from server.ws.api import GraphQLApi
+from switchboard.messages.envelope import Envelope
+from switchboard.ws.api import GraphQLApi
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class Renderer:
 
     def __init__(self, api: GraphQLApi) -> None:
         self._api = api
-        self._schema = api._schema
+        self._schema = api.graphql_schema
         self._event: Envelope | None = None
         self._root: Any = _UNSET
         self._per_session = False

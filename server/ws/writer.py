@@ -15,8 +15,8 @@ import time
 from collections import deque
 from contextlib import suppress
 
-from server.ws.asgi import Send
-from server.ws.eager import start_eagerly
+from switchboard.compat.eager_start import start_eagerly
+from switchboard.ws.asgi_types import Send
 
 log = logging.getLogger(__name__)
 

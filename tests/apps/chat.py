@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import strawberry
 
-from schema import DEFAULT_EVENT_TYPES, build_schema
-from server.app import create_app
-from server.context import Services
-from server.envelope import Envelope
-from server.exceptions import InvalidEvent
-from server.session import Session
+from switchboard.exceptions import InvalidEvent
+from switchboard.messages.envelope import Envelope
+from switchboard.schema import DEFAULT_EVENT_TYPES, build_schema
+from switchboard.services import Services
+from switchboard.sessions.session import Session
+from switchboard.web.app import create_app
 
 
 @strawberry.type

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from server.auth import User
+from switchboard.security.auth import User
 
 
 async def can_open_note(user: User, note_id: str) -> bool:

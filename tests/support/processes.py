@@ -186,7 +186,7 @@ class RedisClusterNodes:
 
 
 class ServerProcess:
-    """`python -m server serve` on a free port, with its log kept for failure messages."""
+    """`python -m switchboard serve` on a free port, with its log kept for failure messages."""
 
     def __init__(
         self,
@@ -226,7 +226,7 @@ class ServerProcess:
             [
                 sys.executable,
                 "-m",
-                "server",
+                "switchboard",
                 "serve",
                 "--host",
                 "127.0.0.1",

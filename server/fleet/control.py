@@ -1,0 +1,98 @@
+"""Finding and changing a user's sessions, in this process or any other."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from switchboard.exceptions import NotFound, Unavailable
+from switchboard.fleet.directory import Directory, SessionInfo
+from switchboard.fleet.inbox import Inbox
+from switchboard.security.auth import User
+from switchboard.sessions.registry import SessionRegistry
+from switchboard.sessions.session import Session
+
+log = logging.getLogger(__name__)
+
+
+class SessionControl:
+    """The one place sessions enter and leave the registry and the directory."""
+
+    def __init__(self, registry: SessionRegistry, directory: Directory, inbox: Inbox | None = None) -> None:
+        self.registry = registry
+        self.directory = directory
+        self.inbox = inbox
+
+    @property
+    def process_id(self) -> str:
+        return self.directory.process_id
+
+    def inbox_handlers(self) -> dict[str, Any]:
+        return {"open_note": self._remote_open, "close_note": self._remote_close}
+
+    async def connected(self, session: Session) -> None:
+        """Publish a new session; raise Unavailable if the directory cannot be written."""
+        await self.directory.register(session)
+        self.registry.add(session)
+
+    async def disconnected(self, session: Session) -> None:
+        self.registry.remove(session)
+        try:
+            await self.directory.unregister(session)
+        except Unavailable as exc:
+            # Readers skip it once its process's heartbeat expires (3 heartbeat intervals).
+            log.warning("session %s not removed from the directory: %s", session.id, exc)
+
+    async def changed(self, session: Session) -> None:
+        try:
+            await self.directory.update(session)
+        except Unavailable as exc:
+            log.warning("session %s groups not updated in the directory: %s", session.id, exc)
+
+    def info(self, session: Session) -> SessionInfo:
+        return SessionInfo.of(session, self.process_id)
+
+    async def sessions_of(self, user: User) -> list[SessionInfo]:
+        return await self.directory.of_user(user.id)
+
+    async def open_note(self, user: User, session_id: str, note_id: str) -> SessionInfo:
+        return await self._act(user, session_id, note_id, opening=True)
+
+    async def close_note(self, user: User, session_id: str, note_id: str) -> SessionInfo:
+        return await self._act(user, session_id, note_id, opening=False)
+
+    async def _act(self, user: User, session_id: str, note_id: str, *, opening: bool) -> SessionInfo:
+        local = self.registry.get(session_id)
+        if local is not None:
+            return await self._act_locally(user.id, session_id, note_id, opening=opening)
+        info = await self.directory.locate(session_id)
+        if info is None or info.user_id != user.id or self.inbox is None:
+            raise NotFound(f"no session {session_id!r}")
+        op = "open_note" if opening else "close_note"
+        result = await self.inbox.call(info.process, op, session=session_id, note=note_id, user=user.id)
+        return SessionInfo.from_dict(result)
+
+    async def _act_locally(
+        self, user_id: str, session_id: str, note_id: str, *, opening: bool
+    ) -> SessionInfo:
+        session = self.registry.get(session_id)
+        if session is None or session.user_id != user_id:
+            raise NotFound(f"no session {session_id!r}")
+        if opening:
+            await session.open_note(note_id)
+        else:
+            await session.close_note(note_id)
+        await self.changed(session)
+        return self.info(session)
+
+    async def _remote_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        info = await self._act_locally(
+            str(args["user"]), str(args["session"]), str(args["note"]), opening=True
+        )
+        return info.to_dict()
+
+    async def _remote_close(self, args: dict[str, Any]) -> dict[str, Any]:
+        info = await self._act_locally(
+            str(args["user"]), str(args["session"]), str(args["note"]), opening=False
+        )
+        return info.to_dict()

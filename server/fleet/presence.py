@@ -1,0 +1,130 @@
+"""Presence: who is in a group now, across every process, and join/leave events for notes.
+
+Redis keeps one hash per group, session id -> "<user>|<process>". An entry whose process has
+no heartbeat any more (a process killed without cleaning up) is dropped the next time the group
+is read, and its LEAVE event is published then: presence converges within three heartbeats.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any, Protocol
+
+from switchboard.exceptions import Unavailable
+from switchboard.fleet.directory import RedisDirectory
+from switchboard.layers.base import GroupLayer
+from switchboard.messages.envelope import Envelope
+from switchboard.messages.events import PRESENCE
+from switchboard.messages.groups import ALL, NOTE_PREFIX
+from switchboard.sessions.registry import SessionRegistry
+from switchboard.sessions.session import Session
+
+log = logging.getLogger(__name__)
+
+ANONYMOUS = "anonymous"
+PRESENCE_KEY_TTL = 24 * 3600
+
+
+class PresenceStore(Protocol):
+    async def add(self, session: Session, group: str) -> None: ...
+    async def remove(self, session_id: str, group: str) -> None: ...
+    async def entries(self, group: str) -> list[tuple[str, str]]:
+        """(session id, user id) of the live members; forgets (and reports) dead ones."""
+
+
+class Presence:
+    """Observes sessions joining and leaving groups (every group but `all`)."""
+
+    def __init__(self, layer: GroupLayer, store: PresenceStore) -> None:
+        self._layer = layer
+        self._store = store
+
+    async def joined(self, session: Session, group: str) -> None:
+        if group == ALL:
+            return
+        try:
+            await self._store.add(session, group)
+            await self._announce(group, "join", session.user_id or ANONYMOUS, session.id)
+        except Unavailable as exc:
+            log.warning(
+                "presence of %s in %s not recorded: %s", session.id, group, exc, extra={"session": session.id}
+            )
+
+    async def left(self, session: Session, group: str) -> None:
+        if group == ALL:
+            return
+        try:
+            await self._store.remove(session.id, group)
+            await self._announce(group, "leave", session.user_id or ANONYMOUS, session.id)
+        except Unavailable as exc:
+            log.warning(
+                "presence of %s in %s not removed: %s", session.id, group, exc, extra={"session": session.id}
+            )
+
+    async def members(self, group: str) -> tuple[list[tuple[str, int]], int]:
+        """[(user id, sessions)] sorted by user id, and the number of sessions."""
+        entries = await self._store.entries(group)
+        users = Counter(user for _, user in entries)
+        return sorted(users.items()), len(entries)
+
+    async def _announce(self, group: str, kind: str, user_id: str, session_id: str) -> None:
+        if group.startswith(NOTE_PREFIX):
+            fields = {"kind": kind, "user_id": user_id, "session_id": session_id}
+            await self._layer.group_send(group, Envelope(type=PRESENCE, group=group, fields=fields))
+
+    async def forget_dead(self, group: str, dead: list[tuple[str, str]]) -> None:
+        for session_id, user_id in dead:
+            await self._announce(group, "leave", user_id, session_id)
+
+
+class LocalPresenceStore:
+    """One process: the members are the registry's sessions in the group."""
+
+    def __init__(self, registry: SessionRegistry) -> None:
+        self._registry = registry
+
+    async def add(self, session: Session, group: str) -> None:
+        return None
+
+    async def remove(self, session_id: str, group: str) -> None:
+        return None
+
+    async def entries(self, group: str) -> list[tuple[str, str]]:
+        return [(s.id, s.user_id or ANONYMOUS) for s in self._registry if group in s.groups]
+
+
+class RedisPresenceStore:
+    def __init__(self, directory: RedisDirectory, prefix: str) -> None:
+        self._directory = directory
+        self._prefix = prefix
+        self.presence: Presence | None = None  # to announce the leaves of dead processes
+
+    def _key(self, group: str) -> str:
+        return f"{self._prefix}:presence:{group}"
+
+    async def add(self, session: Session, group: str) -> None:
+        value = f"{session.user_id or ANONYMOUS}|{self._directory.process_id}"
+
+        def build(pipe: Any) -> None:
+            pipe.hset(self._key(group), session.id, value)
+            pipe.expire(self._key(group), PRESENCE_KEY_TTL)
+
+        await self._directory.run(build)
+
+    async def remove(self, session_id: str, group: str) -> None:
+        await self._directory.run(lambda pipe: pipe.hdel(self._key(group), session_id))
+
+    async def entries(self, group: str) -> list[tuple[str, str]]:
+        (raw,) = await self._directory.run(lambda pipe: pipe.hgetall(self._key(group)))
+        parsed = []
+        for sid, value in raw.items():
+            user, _, process = value.decode().rpartition("|")
+            parsed.append((sid.decode(), user, process))
+        alive = await self._directory.alive({p for _, _, p in parsed})
+        dead = [(sid, user) for sid, user, process in parsed if process not in alive]
+        if dead:
+            await self._directory.run(lambda pipe: pipe.hdel(self._key(group), *[sid for sid, _ in dead]))
+            if self.presence is not None:
+                await self.presence.forget_dead(group, dead)
+        return [(sid, user) for sid, user, process in parsed if process in alive]

@@ -1,0 +1,127 @@
+"""The ASGI application: WebSocket /graphql to switchboard.ws, everything else to Quart."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, cast
+
+import orjson
+from quart import Quart, Response, send_from_directory
+
+from switchboard.exceptions import Unavailable
+from switchboard.layers import RedisLayer
+from switchboard.observability.gc_pauses import GcPauses
+from switchboard.observability.worker_metrics import WorkerShare
+from switchboard.publish import attach_server_layer
+from switchboard.services import Services, build_services
+from switchboard.settings import Settings
+from switchboard.web.metrics import CONTENT_TYPE, SwitchboardCollector, make_registry, render
+from switchboard.web.view import STATIC, SwitchboardView
+from switchboard.ws.api import GraphQLApi
+from switchboard.ws.asgi_types import ASGIApp, Receive, Scope, Send
+from switchboard.ws.endpoint import WebSocketEndpoint
+
+log = logging.getLogger(__name__)
+
+GRAPHQL_PATH = "/graphql"
+
+
+class Switchboard:
+    """The app a server runs. `services` is the process's layer, sessions and handler registry."""
+
+    def __init__(self, quart: Quart, services: Services, websockets: WebSocketEndpoint) -> None:
+        self.quart = quart
+        self._http: ASGIApp = cast(ASGIApp, quart)
+        self.services = services
+        self.websockets = websockets
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == GRAPHQL_PATH:
+            await self.websockets(scope, receive, send)
+        else:
+            await self._http(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None, schema: Any = None) -> Switchboard:
+    """A Switchboard app; settings default to the environment, schema to the built-in one.
+
+    Leaves the process alone (logging, the garbage collector): that is the job of whatever
+    runs the process (`switchboard serve`, or `switchboard.web.asgi` for an ASGI server)."""
+    settings = settings or Settings.from_env()
+    if schema is None:
+        from switchboard.schema import schema as default_schema
+
+        schema = default_schema
+    api: GraphQLApi = schema
+    services = build_services(settings)
+    websockets = WebSocketEndpoint(services, api)
+    quart = Quart(__name__)
+    quart.add_url_rule(
+        GRAPHQL_PATH,
+        view_func=SwitchboardView.as_view("graphql", schema=schema, services=services),
+        methods=["GET", "POST"],
+    )
+
+    share = WorkerShare(settings.metrics_dir) if settings.metrics_dir else None
+    gc_pauses = GcPauses()
+    collector = SwitchboardCollector(services, websockets.connections, share)
+    registry = make_registry(collector)
+
+    @quart.before_serving
+    async def start() -> None:
+        await services.layer.ping()
+        if isinstance(services.layer, RedisLayer):
+            await services.layer.start()
+        await services.control.directory.start()
+        attach_server_layer(services.layer)
+        websockets.start()
+        gc_pauses.install()
+        if share is not None:
+            share.start(collector.snapshot)
+        if settings.dev and settings.secret_is_default:
+            log.warning("development mode with the development secret: do not expose this server")
+        layer = "redis" if settings.redis_url else "in-memory"
+        log.info("switchboard serving in %s mode on the %s layer", settings.mode, layer)
+
+    @quart.after_serving
+    async def stop() -> None:
+        await websockets.stop()
+        for session in services.sessions:
+            await services.control.disconnected(session)
+            await session.disconnect()
+        if services.control.inbox is not None:
+            await services.control.inbox.close()
+        await services.control.directory.close()
+        attach_server_layer(None)
+        await services.layer.close()
+        if share is not None:
+            await share.stop(collector.snapshot())
+        gc_pauses.remove()
+
+    @quart.get("/metrics")
+    async def metrics() -> Response:
+        return Response(render(registry), content_type=CONTENT_TYPE)
+
+    if settings.dev:
+
+        @quart.get("/demo")
+        async def demo() -> Response:
+            return await send_from_directory(STATIC, "demo.html")
+
+    @quart.get("/healthz")
+    async def healthz() -> Response:
+        return _json({"status": "ok"})
+
+    @quart.get("/readyz")
+    async def readyz() -> Response:
+        try:
+            await services.layer.ping()
+        except Unavailable as exc:
+            return _json({"status": "unavailable", "detail": str(exc)}, status=503)
+        return _json({"status": "ok", "sessions": len(services.sessions)})
+
+    return Switchboard(quart, services, websockets)
+
+
+def _json(body: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status=status, content_type="application/json")

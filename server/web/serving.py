@@ -1,0 +1,179 @@
+"""Running the app under hypercorn: one process, or N worker processes sharing the listening socket.
+
+Our own worker loop (rather than hypercorn.run) so that SIGTERM first closes every WebSocket
+with 1001 (going away), leaves all groups and unsubscribes from Redis, then lets hypercorn stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Iterator
+from multiprocessing import get_context
+from multiprocessing.synchronize import Event as ProcessEvent
+from typing import Any
+
+from hypercorn.asyncio.run import worker_serve
+from hypercorn.config import Config, Sockets
+from hypercorn.utils import wrap_app
+
+from switchboard.observability import worker_metrics
+from switchboard.observability.gc_pauses import freeze_start_up_objects
+from switchboard.observability.logs import configure_logging
+from switchboard.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_POLL = 0.1
+
+
+def make_config(host: str, port: int, app_path: str, settings: Settings) -> Config:
+    config = Config()
+    config.application_path = app_path
+    config.bind = [f"{host}:{port}"]
+    config.accesslog = None
+    # A Logger (not "-") so hypercorn adds no handler of its own: its lines go through ours,
+    # once, in our format (JSON lines included).
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.graceful_timeout = 5.0
+    # Frames over the limit are refused by hypercorn itself (close 1009) before they are buffered.
+    config.websocket_max_message_size = settings.max_message_bytes
+    config.backlog = 2048
+    return config
+
+
+def serve(config: Config, workers: int) -> int:
+    """Serve until SIGTERM or SIGINT; return an exit code."""
+    if workers <= 1:
+        _run_worker(config, None, None)
+        return 0
+    sockets = config.create_sockets()
+    metrics_dir, made = _metrics_dir()
+    ctx = get_context("spawn")
+    stop = ctx.Event()
+    processes = [
+        ctx.Process(target=_run_worker, args=(config, sockets, stop), name=f"switchboard-worker-{i}")
+        for i in range(workers)
+    ]
+
+    def on_signal(*_: Any) -> None:
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join()
+    for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
+        sock.close()
+    if made:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    return max((p.exitcode or 0) for p in processes)
+
+
+def _metrics_dir() -> tuple[str, bool]:
+    """Where the workers share their metrics (SWITCHBOARD_METRICS_DIR, or a temporary directory
+    made here); the workers, started with spawn, find it in the environment."""
+    given = os.environ.get("SWITCHBOARD_METRICS_DIR")
+    if given:
+        os.makedirs(given, exist_ok=True)
+        worker_metrics.clear(given)
+        return given, False
+    made = tempfile.mkdtemp(prefix="switchboard-metrics-")
+    os.environ["SWITCHBOARD_METRICS_DIR"] = made
+    return made, True
+
+
+def load_app(path: str) -> Any:
+    """Import the app at `module:attribute`, set up as a serving process: logging configured
+    before, and the start-up objects frozen out of the garbage collector's way after."""
+    configure_logging(Settings.from_env())
+    module_name, _, attribute = path.partition(":")
+    app = getattr(importlib.import_module(module_name), attribute or "app")
+    frozen = freeze_start_up_objects()
+    log.debug("froze %d start-up objects out of the garbage collector's way", frozen)
+    return app
+
+
+def _run_worker(config: Config, sockets: Sockets | None, stop: ProcessEvent | None) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(_worker(config, sockets, stop))
+    else:
+        uvloop.run(_worker(config, sockets, stop))
+
+
+async def _worker(config: Config, sockets: Sockets | None, stop: ProcessEvent | None) -> None:
+    app = load_app(config.application_path)
+    signalled = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, signalled.set)
+
+    async def shutdown_trigger() -> None:
+        while not signalled.is_set() and not (stop is not None and stop.is_set()):
+            try:
+                await asyncio.wait_for(signalled.wait(), SHUTDOWN_POLL)
+            except TimeoutError:
+                continue
+        log.info("shutting down: closing websockets with 1001")
+        websockets = getattr(app, "websockets", None)
+        if websockets is not None:
+            await websockets.stop()
+
+    await worker_serve(
+        wrap_app(app, config.wsgi_max_body_size, "asgi"),
+        config,
+        sockets=sockets,
+        shutdown_trigger=shutdown_trigger,
+    )
+
+
+def serve_uvicorn(app_path: str, host: str, port: int, settings: Settings) -> int:
+    """One process under uvicorn (pip install "switchboard-live[uvicorn]"): about half hypercorn's
+    memory per WebSocket. SIGTERM closes every WebSocket with 1001 first, as under hypercorn."""
+    import uvicorn
+
+    app = load_app(app_path)
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn re-raises SIGTERM after a graceful shutdown (exit by signal); exit 0 instead.
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, self.handle_exit)
+            yield
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            websockets = getattr(app, "websockets", None)
+            if websockets is not None:
+                log.info("shutting down: closing websockets with 1001")
+                await websockets.stop()
+            await super().shutdown(sockets)
+
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        ws=UVICORN_WS,
+        ws_max_size=settings.max_message_bytes,
+        ws_ping_interval=None,  # Switchboard pings at the protocol level itself
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        backlog=2048,
+    )
+    Server(config).run()
+    return 0
+
+
+UVICORN_WS = os.environ.get("SWITCHBOARD_UVICORN_WS", "wsproto")

@@ -1,0 +1,76 @@
+"""/graphql over HTTP: Strawberry's Quart view, authenticated by bearer token."""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import orjson
+from cross_web import HTTPException
+from quart import Request, Response, request
+from strawberry.quart.views import GraphQLView
+from strawberry.schema.base import BaseSchema
+
+from switchboard.compat.strawberry_http import RefuseSubscriptions
+from switchboard.context import Context
+from switchboard.exceptions import SwitchboardError, Unauthenticated
+from switchboard.security.auth import authenticate
+from switchboard.security.ratelimit import BucketTable
+from switchboard.services import Services
+
+log = logging.getLogger(__name__)
+
+
+STATIC = Path(__file__).parent / "static"
+
+
+@cache
+def offline_graphiql() -> str | None:
+    """Our GraphiQL page, whose scripts are served from /static/vendor; None if those are missing."""
+    if not (STATIC / "vendor" / "graphiql.min.js").exists():
+        return None
+    return (STATIC / "graphiql.html").read_text()
+
+
+def error_response(error: SwitchboardError, status: int = 200) -> Response:
+    """A GraphQL-shaped error body carrying the error's code."""
+    body = {"data": None, "errors": [{"message": str(error), "extensions": {"code": error.code}}]}
+    return Response(orjson.dumps(body), status=status, content_type="application/json")
+
+
+class SwitchboardView(RefuseSubscriptions, GraphQLView[Context, None]):
+    """Queries and mutations over HTTP; WebSockets are served by switchboard.ws."""
+
+    def __init__(self, schema: BaseSchema, services: Services, **kwargs: Any) -> None:
+        super().__init__(schema, graphql_ide="graphiql" if services.settings.graphiql else None, **kwargs)
+        self.services = services
+        settings = services.settings
+        self.buckets = BucketTable(settings.mutation_rate, settings.mutation_burst)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        page = offline_graphiql()
+        if page is None:
+            log.warning("GraphiQL assets missing (run `make assets`): the page loads them from a CDN")
+            return await super().render_graphql_ide(request)
+        return Response(page, content_type="text/html; charset=utf-8")
+
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)
+
+    def decode_json(self, data: str | bytes) -> object:
+        return orjson.loads(data)
+
+    async def dispatch_request(self, **kwargs: object) -> Any:
+        try:
+            user = authenticate(self.services.settings.secret, request.headers.get("Authorization"))
+        except Unauthenticated as exc:
+            return error_response(exc)
+        try:
+            # HTTP has no connection to hang a budget on: one bucket per user, or per address.
+            key = f"user:{user.id}" if user else f"addr:{request.remote_addr}"
+            context = Context(self.services, user=user, request=request, bucket=self.buckets.get(key))
+            return await self.run(request=request, context=context)
+        except HTTPException as exc:
+            return Response(response=exc.reason, status=exc.status_code, content_type="text/plain")
