@@ -203,4 +203,4 @@ def test_beside_an_app_with_its_own_server_and_schema_modules(
         assert reply.json() == {"data": {"__typename": "Query"}}
     finally:
         proc.terminate()
-        proc.wait(10)
+        proc.communicate(timeout=10)  # waits, and closes its pipe

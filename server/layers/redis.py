@@ -4,7 +4,8 @@ Each process subscribes to a group's channel while it has at least one local mem
 delivers locally, as Centrifugo and channels_redis' pub/sub layer do: Redis holds no
 per-session state, so its load grows with groups and processes, not with sockets.
 A redis+sentinel:// URL follows failovers (the connection pool asks Sentinel for the master on
-every reconnect); server/layers/cluster.py is the Redis Cluster variant (sharded pub/sub).
+every reconnect). How channels are carried is the transport's (layers/transport.py): plain
+pub/sub, or sharded pub/sub on a Redis Cluster (layers/cluster.py).
 """
 
 from __future__ import annotations
@@ -13,21 +14,19 @@ import asyncio
 import logging
 import uuid
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from switchboard.exceptions import MalformedEnvelope, Unavailable
-from switchboard.layers import urls
 from switchboard.layers.base import LocalGroups, Receiver
 from switchboard.layers.history import HISTORY_OFF, Recovery, decide, new_epoch, parse_cursor
 from switchboard.layers.keyed_lock import KeyedLock
+from switchboard.layers.transport import PubSubTransport, make_transport
 from switchboard.messages.envelope import Envelope
 from switchboard.observability.stats import STATS
 
@@ -86,23 +85,12 @@ def append_script(sharded: bool) -> str:
     return APPEND_AND_SPUBLISH if sharded else APPEND_AND_PUBLISH
 
 
-def client_options(timeout: float) -> dict[str, Any]:
-    # Fail fast when Redis is down: callers get UNAVAILABLE in about a second, not a long retry.
-    return {
-        "socket_connect_timeout": timeout,
-        "socket_keepalive": True,
-        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), 1),
-    }
-
-
 def _unavailable(what: str, exc: BaseException) -> Unavailable:
     return Unavailable(f"{what}: {exc or type(exc).__name__}")
 
 
 class RedisLayer:
     """Groups shared by every process connected to one Redis (or Sentinel-managed master)."""
-
-    SHARDED = False  # the cluster layer: hash-tagged channels and keys, SPUBLISH
 
     def __init__(
         self,
@@ -112,11 +100,15 @@ class RedisLayer:
         timeout: float = 3.0,
         history_size: int = 0,
         history_ttl: float = 300.0,
+        transport: PubSubTransport | None = None,
     ) -> None:
         self._timeout = timeout
         self._history_size = history_size
         self._history_ttl = history_ttl
-        self._client: Any = self._make_client(url, timeout)
+        self._transport = transport if transport is not None else make_transport(url, timeout)
+        # The cluster transport: hash-tagged channels and keys, SPUBLISH.
+        self.SHARDED = self._transport.sharded
+        self._client: Any = self._transport.client
         self._append = self._client.register_script(append_script(self.SHARDED)) if history_size > 0 else None
         self._prefix = prefix
         self._channel_prefix = group_channel(prefix, "")
@@ -132,14 +124,10 @@ class RedisLayer:
         self._locks = KeyedLock()
         self._start_lock = asyncio.Lock()
         self._started = False
-        self._pubsub: PubSub | None = None
         self._readers: set[asyncio.Task[None]] = set()
         self._read_pubsubs: weakref.WeakSet[PubSub] = weakref.WeakSet()  # those a reader runs on
         self._reconcile_task: asyncio.Task[None] | None = None
         self._closed = False
-
-    def _make_client(self, url: str, timeout: float) -> Any:
-        return urls.async_client(urls.parse(url), **client_options(timeout))
 
     # -- the GroupLayer contract -----------------------------------------------------------------
 
@@ -235,7 +223,7 @@ class RedisLayer:
                     await task
         self._readers.clear()
         self._reconcile_task = None
-        await self._close_pubsubs()
+        await self._transport.close_pubsubs()
         for ack in self._acks.values():
             ack.cancel()
         self._acks.clear()
@@ -279,36 +267,8 @@ class RedisLayer:
         """Groups this process holds a Redis subscription for."""
         return frozenset(self._subscribed)
 
-    # -- the transport: plain pub/sub here, sharded pub/sub in the cluster layer -----------------
-
     async def _publish(self, channel: str, data: bytes) -> int:
-        return int(await self._client.publish(channel, data))
-
-    async def _open_transport(self) -> None:
-        pubsub = self._client.pubsub()
-        try:
-            await self._subscribe_on(pubsub, self._control_channel, pubsub.subscribe)
-        except BaseException:
-            await pubsub.aclose()
-            raise
-        self._pubsub = pubsub
-
-    async def _open_channel(self, channel: str) -> None:
-        assert self._pubsub is not None
-        await self._subscribe_on(self._pubsub, channel, self._pubsub.subscribe)
-
-    async def _close_channel(self, channel: str) -> None:
-        assert self._pubsub is not None
-        await self._pubsub.unsubscribe(channel)
-
-    def _transport_channels(self) -> Iterable[str]:
-        pubsub = self._pubsub
-        return () if pubsub is None else [c.decode() if isinstance(c, bytes) else c for c in pubsub.channels]
-
-    async def _close_pubsubs(self) -> None:
-        if self._pubsub is not None:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-            self._pubsub = None
+        return await self._transport.publish(channel, data)
 
     # -- shared machinery ------------------------------------------------------------------------
 
@@ -316,7 +276,7 @@ class RedisLayer:
         """Open the pub/sub side (inbox subscribed, reader running) on first use."""
         async with self._start_lock:
             if not self._started:
-                await self._open_transport()
+                await self._transport.open(self._control_channel, self._subscribe_on)
                 self._started = True
 
     async def _sync(self, group: str) -> None:
@@ -329,16 +289,18 @@ class RedisLayer:
             try:
                 await self._start()
                 if want:
-                    await self._open_channel(channel)
+                    await self._transport.subscribe(channel, self._subscribe_on)
                     self._subscribed.add(group)
                 else:
                     self._subscribed.discard(group)
                     async with asyncio.timeout(self._timeout):
-                        await self._close_channel(channel)
+                        await self._transport.unsubscribe(channel)
             except REDIS_ERRORS as exc:
                 raise _unavailable("could not (un)subscribe in Redis", exc) from exc
 
-    async def _subscribe_on(self, pubsub: PubSub, channel: str, command: Callable[..., Any]) -> None:
+    async def _subscribe_on(
+        self, pubsub: PubSub, channel: str, command: Callable[[str], Awaitable[Any]]
+    ) -> None:
         """(S)SUBSCRIBE and wait for Redis to confirm, so a publish that follows reaches us.
 
         The pubsub's reader is started here, once it has a connection to read."""
@@ -392,7 +354,7 @@ class RedisLayer:
 
     async def _reconcile(self) -> None:
         """After a reconnect: drop subscriptions of groups that lost their members meanwhile."""
-        for channel in list(self._transport_channels()):
+        for channel in self._transport.channels():
             group = self._group_of(channel)
             if group is None:
                 continue
@@ -402,7 +364,7 @@ class RedisLayer:
                 self._subscribed.discard(group)
                 try:
                     async with asyncio.timeout(self._timeout):
-                        await self._close_channel(channel)
+                        await self._transport.unsubscribe(channel)
                 except REDIS_ERRORS as exc:
                     log.warning("reconcile could not unsubscribe %s: %s", group, exc)
 

@@ -1,8 +1,10 @@
 """REDIS_URL forms: redis:// (one server), redis+sentinel:// (follow failovers), redis+cluster://.
 
-redis://[:password@]host:port/db                       a single Redis
-redis+sentinel://[:password@]host:port[,host:port]/service_name[/db]
-redis+cluster://[:password@]host:port[,host:port]      seed nodes of a Redis Cluster (sharded pub/sub)
+redis://[[user]:password@]host:port/db                 a single Redis (rediss:// for TLS)
+redis+sentinel://[[user]:password@]host:port[,host:port]/service_name[/db]
+redis+cluster://[[user]:password@]host:port[,host:port] seed nodes of a Redis Cluster (sharded pub/sub)
+rediss+sentinel://, rediss+cluster://                   the same over TLS
+The user, password and TLS of the URL hold for every connection made from it.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from redis.sentinel import Sentinel
 from switchboard.exceptions import ConfigurationError
 
 POOL_SIZE = 64
-SENTINEL = "redis+sentinel"
-CLUSTER = "redis+cluster"
+SENTINEL = ("redis+sentinel", "rediss+sentinel")
+CLUSTER = ("redis+cluster", "rediss+cluster")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,17 +34,30 @@ class RedisTarget:
     service: str = ""
     db: int = 0
     password: str | None = None
+    username: str | None = None
+    tls: bool = False
+
+
+def connection_kwargs(target: RedisTarget) -> dict[str, Any]:
+    """Credentials and TLS for a connection to one node of a Sentinel set or a cluster."""
+    options: dict[str, Any] = {"username": target.username, "password": target.password}
+    if target.tls:
+        options["ssl"] = True
+    return options
 
 
 def parse(url: str) -> RedisTarget:
     parts = urlsplit(url)
-    if parts.scheme not in (SENTINEL, CLUSTER):
+    if parts.scheme not in (*SENTINEL, *CLUSTER):
         return RedisTarget("single", url)
     netloc = parts.netloc
-    password = None
+    username = password = None
     if "@" in netloc:
         credentials, netloc = netloc.rsplit("@", 1)
-        password = unquote(credentials.split(":", 1)[-1]) or None
+        user, sep, secret = credentials.partition(":")
+        username = unquote(user) or None if sep else None
+        password = unquote(secret if sep else user) or None
+    tls = parts.scheme.startswith("rediss")
     hosts = []
     for item in netloc.split(","):
         host, _, port = item.rpartition(":")
@@ -50,12 +65,14 @@ def parse(url: str) -> RedisTarget:
             raise ConfigurationError(f"REDIS_URL host {item!r} must be host:port")
         hosts.append((host, int(port)))
     path = [p for p in parts.path.split("/") if p]
-    if parts.scheme == CLUSTER:
-        return RedisTarget("cluster", url, tuple(hosts), password=password)
+    if parts.scheme in CLUSTER:
+        return RedisTarget("cluster", url, tuple(hosts), password=password, username=username, tls=tls)
     if not path:
         raise ConfigurationError("a redis+sentinel:// URL needs the service name: .../mymaster[/db]")
     db = int(path[1]) if len(path) > 1 and path[1].isdigit() else 0
-    return RedisTarget("sentinel", url, tuple(hosts), service=path[0], db=db, password=password)
+    return RedisTarget(
+        "sentinel", url, tuple(hosts), service=path[0], db=db, password=password, username=username, tls=tls
+    )
 
 
 def async_client(target: RedisTarget, **options: Any) -> Any:
@@ -64,7 +81,7 @@ def async_client(target: RedisTarget, **options: Any) -> Any:
         options.setdefault("max_connections", 1000)  # its pool raises, rather than waits, past this
         sentinel = AsyncSentinel(list(target.hosts), socket_timeout=options.get("socket_connect_timeout"))  # type: ignore[no-untyped-call]
         client: aioredis.Redis = sentinel.master_for(
-            target.service, db=target.db, password=target.password, **options
+            target.service, db=target.db, **connection_kwargs(target), **options
         )
         return client
     if target.kind == "cluster":
@@ -72,7 +89,7 @@ def async_client(target: RedisTarget, **options: Any) -> Any:
 
         options.pop("retry", None)  # the cluster client retries at the cluster level itself
         nodes = [ClusterNode(host, port) for host, port in target.hosts]
-        return RedisCluster(startup_nodes=nodes, password=target.password, **options)
+        return RedisCluster(startup_nodes=nodes, **connection_kwargs(target), **options)
     # redis-py's default pool raises "Too many connections" past 100 in use; this one waits its
     # turn instead (a burst of connects or publishes is normal here, not an error).
     pool = BlockingConnectionPool.from_url(
@@ -88,10 +105,10 @@ def sync_client(target: RedisTarget, **options: Any) -> Any:
     """A blocking client with a `publish`/`spublish` command, for publishers outside the server."""
     if target.kind == "sentinel":
         sentinel = Sentinel(list(target.hosts), socket_timeout=options.get("socket_timeout"))  # type: ignore[no-untyped-call]
-        return sentinel.master_for(target.service, db=target.db, password=target.password, **options)  # type: ignore[no-untyped-call]
+        return sentinel.master_for(target.service, db=target.db, **connection_kwargs(target), **options)  # type: ignore[no-untyped-call]
     if target.kind == "cluster":
         from redis.cluster import ClusterNode, RedisCluster
 
         nodes = [ClusterNode(host, port) for host, port in target.hosts]  # type: ignore[no-untyped-call]
-        return RedisCluster(startup_nodes=nodes, password=target.password, **options)
+        return RedisCluster(startup_nodes=nodes, **connection_kwargs(target), **options)
     return redis.Redis.from_url(target.url, **options)
