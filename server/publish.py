@@ -51,12 +51,21 @@ class _InProcess:
     capture: list[Envelope] | None = None
     layer: GroupLayer | None = None
     loop: asyncio.AbstractEventLoop | None = None
+    # Every app serving in this process, newest last: publishing uses the newest, and stopping
+    # one app leaves the others' attached (two apps in one test process).
+    serving: list[tuple[GroupLayer, asyncio.AbstractEventLoop]] = []
 
 
-def attach_server_layer(layer: GroupLayer | None) -> None:
-    """Called by the app while serving, so in-process publishers share its layer."""
-    _InProcess.layer = layer
-    _InProcess.loop = asyncio.get_running_loop() if layer is not None else None
+def attach_server_layer(layer: GroupLayer) -> None:
+    """Called by the app when it starts serving, so in-process publishers share its layer."""
+    _InProcess.serving.append((layer, asyncio.get_running_loop()))
+    _InProcess.layer, _InProcess.loop = _InProcess.serving[-1]
+
+
+def detach_server_layer(layer: GroupLayer) -> None:
+    """Called by the app when it stops serving."""
+    _InProcess.serving[:] = [(a, loop) for a, loop in _InProcess.serving if a is not layer]
+    _InProcess.layer, _InProcess.loop = _InProcess.serving[-1] if _InProcess.serving else (None, None)
 
 
 def capture_into(events: list[Envelope] | None) -> None:

@@ -14,9 +14,13 @@ collections, which were the long tail of delivery latency.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Coroutine
 from contextlib import suppress
+from functools import partial
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def start_eagerly(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None] | None:
@@ -26,7 +30,27 @@ def start_eagerly(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[No
         waiting_on = coro.send(None)
     except StopIteration:
         return None
-    return asyncio.get_running_loop().create_task(_carry_on(coro, waiting_on), name=name)
+    task = asyncio.get_running_loop().create_task(_carry_on(coro, waiting_on), name=name)
+    task.add_done_callback(partial(_end_unstarted, coro, waiting_on))
+    return task
+
+
+def _end_unstarted(coro: Coroutine[Any, Any, None], waiting_on: Any, task: asyncio.Task[None]) -> None:
+    """A task cancelled before its first step never runs `_carry_on` (a coroutine thrown into
+    before it starts just raises): end `coro` as a Task would, with a CancelledError where it
+    waits, so its own clean-up runs now and the future it waits on is cancelled."""
+    if coro.cr_frame is None:  # finished, or closed by _carry_on
+        return
+    if waiting_on is not None and not waiting_on.done():
+        waiting_on.cancel()
+    try:
+        coro.throw(asyncio.CancelledError())
+    except (StopIteration, asyncio.CancelledError):
+        return
+    except Exception:
+        log.exception("a cancelled writer failed while cleaning up")
+        return
+    coro.close()  # it waited again, and nothing can drive it any more
 
 
 async def _carry_on(coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:

@@ -47,3 +47,7 @@ class GcPauses:
     def remove(self) -> None:
         if self in gc.callbacks:
             gc.callbacks.remove(self)
+
+
+GC_PAUSES = GcPauses()
+"""The process's one recorder: installed by whatever runs the process (see web/serving.py)."""

@@ -25,7 +25,7 @@ class Stats:
     redis_reconnects: int = 0
     latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
     latency_sum: float = 0.0
-    # Garbage-collector pauses per generation (server/gc_pauses.py), GC_BUCKETS plus +Inf each.
+    # Garbage-collector pauses per generation (observability/gc_pauses.py), GC_BUCKETS plus +Inf each.
     gc_pause_counts: list[list[int]] = field(
         default_factory=lambda: [[0] * (len(GC_BUCKETS) + 1) for _ in range(3)]
     )

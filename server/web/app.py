@@ -10,9 +10,8 @@ from quart import Quart, Response, send_from_directory
 
 from switchboard.exceptions import Unavailable
 from switchboard.layers import RedisLayer
-from switchboard.observability.gc_pauses import GcPauses
 from switchboard.observability.worker_metrics import WorkerShare
-from switchboard.publish import attach_server_layer
+from switchboard.publish import attach_server_layer, detach_server_layer
 from switchboard.services import Services, build_services
 from switchboard.settings import Settings
 from switchboard.web.metrics import CONTENT_TYPE, SwitchboardCollector, make_registry, render
@@ -63,7 +62,6 @@ def create_app(settings: Settings | None = None, schema: Any = None) -> Switchbo
     )
 
     share = WorkerShare(settings.metrics_dir) if settings.metrics_dir else None
-    gc_pauses = GcPauses()
     collector = SwitchboardCollector(services, websockets.connections, share)
     registry = make_registry(collector)
 
@@ -75,7 +73,6 @@ def create_app(settings: Settings | None = None, schema: Any = None) -> Switchbo
         await services.control.directory.start()
         attach_server_layer(services.layer)
         websockets.start()
-        gc_pauses.install()
         if share is not None:
             share.start(collector.snapshot)
         if settings.dev and settings.secret_is_default:
@@ -92,11 +89,10 @@ def create_app(settings: Settings | None = None, schema: Any = None) -> Switchbo
         if services.control.inbox is not None:
             await services.control.inbox.close()
         await services.control.directory.close()
-        attach_server_layer(None)
+        detach_server_layer(services.layer)
         await services.layer.close()
         if share is not None:
             await share.stop(collector.snapshot())
-        gc_pauses.remove()
 
     @quart.get("/metrics")
     async def metrics() -> Response:

@@ -1,9 +1,9 @@
 """The ASGI application object for servers that import one: `hypercorn switchboard.web.asgi:app`.
 
-Importing this module sets up the process as `switchboard serve` does (logging, and the
-start-up objects frozen out of the garbage collector's way): it is a process's entry point."""
+Importing this module sets up the process as `switchboard serve` does (logging; the start-up
+objects frozen out of the garbage collector's way, its pauses timed): a process's entry point."""
 
-from switchboard.observability.gc_pauses import freeze_start_up_objects
+from switchboard.observability.gc_pauses import GC_PAUSES, freeze_start_up_objects
 from switchboard.observability.logs import configure_logging
 from switchboard.settings import Settings
 from switchboard.web.app import create_app
@@ -12,3 +12,4 @@ settings = Settings.from_env()
 configure_logging(settings)
 app = create_app(settings)
 freeze_start_up_objects()
+GC_PAUSES.install()

@@ -24,7 +24,7 @@ from hypercorn.config import Config, Sockets
 from hypercorn.utils import wrap_app
 
 from switchboard.observability import worker_metrics
-from switchboard.observability.gc_pauses import freeze_start_up_objects
+from switchboard.observability.gc_pauses import GC_PAUSES, freeze_start_up_objects
 from switchboard.observability.logs import configure_logging
 from switchboard.settings import Settings
 
@@ -93,12 +93,14 @@ def _metrics_dir() -> tuple[str, bool]:
 
 def load_app(path: str) -> Any:
     """Import the app at `module:attribute`, set up as a serving process: logging configured
-    before, and the start-up objects frozen out of the garbage collector's way after."""
+    before; after, the start-up objects frozen out of the garbage collector's way and its pauses
+    timed for /metrics."""
     configure_logging(Settings.from_env())
     module_name, _, attribute = path.partition(":")
     app = getattr(importlib.import_module(module_name), attribute or "app")
     frozen = freeze_start_up_objects()
     log.debug("froze %d start-up objects out of the garbage collector's way", frozen)
+    GC_PAUSES.install()
     return app
 
 

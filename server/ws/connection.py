@@ -1,4 +1,9 @@
-"""One GraphQL WebSocket connection: the protocol state machine around a Session."""
+"""One GraphQL WebSocket connection: the protocol state machine around a Session.
+
+Around it: protocol.py (vocabulary and states), opening.py (authentication and the session),
+operations.py (how each operation runs), subscription.py (multiplexed subscriptions),
+resume.py (replay after a reconnect), keepalive in `check`.
+"""
 
 from __future__ import annotations
 
@@ -10,88 +15,23 @@ from contextlib import aclosing, suppress
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from graphql import FieldNode, GraphQLError, OperationType
-from graphql.execution.values import get_argument_values, get_variable_values
 
 from switchboard import close_codes
 from switchboard.context import Context
-from switchboard.exceptions import SwitchboardError, Unauthenticated, Unavailable
-from switchboard.layers.history import GroupHistory, Recovery
-from switchboard.messages.envelope import Envelope
-from switchboard.messages.events import RESUME
-from switchboard.messages.filters import EventFilter
-from switchboard.observability.logs import current_session
-from switchboard.observability.stats import STATS
-from switchboard.security.auth import User, authenticate, authorization_from_params
+from switchboard.exceptions import SwitchboardError, Unavailable
 from switchboard.sessions.session import Session
 from switchboard.ws.asgi_types import Receive, Scope, Send
+from switchboard.ws.opening import authenticate_connection, open_session
+from switchboard.ws.operations import Execute, Multiplexed, Stream, plan
+from switchboard.ws.protocol import LEGACY_WS, MAX_OPERATION_ID, State, coded
+from switchboard.ws.resume import catch_up
+from switchboard.ws.subscription import WsSubscription
 from switchboard.ws.writer import FrameWriter
 
 if TYPE_CHECKING:
     from switchboard.ws.endpoint import WebSocketEndpoint
 
 log = logging.getLogger(__name__)
-
-TRANSPORT_WS = "graphql-transport-ws"
-LEGACY_WS = "graphql-ws"
-SUBPROTOCOLS = (TRANSPORT_WS, LEGACY_WS)
-MAX_OPERATION_ID = 128
-
-
-class WsSubscription:
-    """A subscription multiplexed over its session: a Listener that writes rendered frames.
-
-    While it catches up on history (`events(since: ...)`), live events are held in `held`
-    (bounded like the queue) and released after the replay, without duplicates."""
-
-    __slots__ = ("_conn", "_prefix", "document", "filter", "held", "id", "key", "operation_name", "variables")
-
-    def __init__(
-        self,
-        conn: Connection,
-        op_id: str,
-        event_filter: EventFilter,
-        document: Any,
-        variables: dict[str, Any],
-        operation_name: str | None,
-        key: object,
-    ) -> None:
-        self._conn = conn
-        self.id = op_id
-        self.filter = event_filter
-        self.document = document
-        self.variables = variables
-        self.operation_name = operation_name
-        self.key = key
-        self.held: list[Envelope] | None = None
-        quoted = orjson.dumps(op_id).decode()
-        if conn.legacy:
-            self._prefix = '{"type":"data","id":' + quoted + ',"payload":'
-        else:
-            self._prefix = '{"id":' + quoted + ',"type":"next","payload":'
-
-    def offer(self, message: Envelope) -> bool:
-        if self.held is not None:
-            if len(self.held) >= self._conn.writer.limit:
-                return False
-            self.held.append(message)
-            return True
-        return self.emit(message)
-
-    def emit(self, message: Envelope) -> bool:
-        conn = self._conn
-        payload = conn.endpoint.renderer.payload(
-            message,
-            self.key,
-            conn.session_id,
-            self.document,
-            self.variables,
-            self.operation_name,
-            conn.context,
-        )
-        if payload is None:
-            return True
-        return conn.writer.offer(self._prefix + payload + "}")
 
 
 Operation = WsSubscription | asyncio.Task[None]
@@ -108,7 +48,6 @@ class Connection:
         "_task",
         "context",
         "endpoint",
-        "init_received",
         "last_ping",
         "last_received",
         "legacy",
@@ -117,6 +56,7 @@ class Connection:
         "pinged",
         "scope",
         "session",
+        "state",
         "writer",
     )
 
@@ -139,7 +79,7 @@ class Connection:
         self.opened_at = self.last_received = time.monotonic()
         self.last_ping = 0.0  # when the last ping was sent (or the ack, before the first ping)
         self.pinged = False
-        self.init_received = False
+        self.state = State.AWAITING_INIT
         self._receive = receive
         self._task: asyncio.Task[Any] | None = None
         self._catch_ups: set[asyncio.Task[None]] | None = None  # made on the first resume
@@ -154,7 +94,7 @@ class Connection:
 
     @property
     def closing(self) -> bool:
-        return self.writer.closed
+        return self.state is State.CLOSING or self.writer.closed
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -188,6 +128,7 @@ class Connection:
         """Close the socket with `code`; queued frames are dropped unless `flush`."""
         if not self.closing:
             log.info("session %s: closing websocket %d (%s)", self.session_id, code, reason)
+        self.state = State.CLOSING
         self.writer.close(code, reason, flush=flush)
 
     def abort(self) -> None:
@@ -227,11 +168,11 @@ class Connection:
             return
         if self.closing:
             return
-        if not self.init_received:
+        if self.state is State.AWAITING_INIT:
             if now - self.opened_at > settings.init_timeout:
                 self.close(close_codes.CONNECTION_INIT_TIMEOUT, "Connection initialisation timeout")
             return
-        if self.session is None:
+        if self.state is not State.READY:
             # Between connection_init and connection_ack nothing else may be sent: clients
             # (gql, graphql-ws) treat any other first message as a failed handshake.
             return
@@ -279,17 +220,18 @@ class Connection:
         self.close(close_codes.NORMAL, "terminated by the client")
 
     async def _on_init(self, message: dict[str, Any]) -> None:
-        if self.init_received:
+        if self.state is not State.AWAITING_INIT:
             self.close(close_codes.TOO_MANY_INIT_REQUESTS, "Too many initialisation requests")
             return
-        self.init_received = True
+        self.state = State.INITIALISING
         payload = message.get("payload")
         if payload is not None and not isinstance(payload, dict):
             self.close(close_codes.BAD_REQUEST, "connection_init payload must be an object")
             return
+        services = self.endpoint.services
         try:
-            user = self._authenticate(payload)
-            session = await self._open_session(user)
+            user = authenticate_connection(services, payload, self.header("authorization"))
+            session = await open_session(services, user, self._close_from_session, lambda: not self.closing)
         except Unavailable as exc:
             log.warning("refused a websocket connection: %s", exc)
             self.close(close_codes.TRY_AGAIN_LATER, "group layer unavailable: try again later")
@@ -300,49 +242,14 @@ class Connection:
                 self._send({"type": "connection_error", "payload": {"message": str(exc), "code": exc.code}})
             self.close(close_codes.FORBIDDEN, "Forbidden", flush=True)
             return
+        self.session = session
+        self.state = State.READY
         self.context.user = user
         self.context.session = session
         self.context.connection_params = payload
         ack = {"sessionId": session.id, "userId": user.id if user else None}
         self._send({"type": "connection_ack", "payload": ack})
         self.last_ping = time.monotonic()  # the first ping comes one interval after the ack
-
-    def _authenticate(self, payload: dict[str, Any] | None) -> User | None:
-        settings = self.endpoint.services.settings
-        authorization = authorization_from_params(payload)
-        if authorization is None:
-            authorization = self.header("authorization")
-        return authenticate(settings.secret, authorization)
-
-    async def _open_session(self, user: User | None) -> Session:
-        services = self.endpoint.services
-        session = Session(
-            services.layer,
-            user,
-            handlers=services.handlers,
-            queue_size=services.settings.queue_size,
-            closer=self._close_from_session,
-            max_notes=services.settings.max_notes,
-            observer=services.presence,
-        )
-        try:
-            await session.connect(allow_anonymous=services.settings.allow_anonymous)
-        except BaseException:
-            await session.disconnect()
-            raise
-        if self.closing:  # the peer left while we joined its groups
-            await session.disconnect()
-            raise Unauthenticated("connection closed during initialisation")
-        try:
-            await services.control.connected(session)
-        except BaseException:
-            await session.disconnect()
-            raise
-        self.session = session
-        current_session.set(session.id)  # every log line of this connection's task carries it
-        if user is None:
-            log.info("session %s connected anonymously (development mode)", session.id)
-        return session
 
     async def _close_from_session(self, code: int, reason: str) -> None:
         self.close(code, reason)
@@ -357,7 +264,7 @@ class Connection:
     # -- operations --------------------------------------------------------------------------
 
     async def _on_subscribe(self, message: dict[str, Any]) -> None:
-        if self.session is None:
+        if self.state is not State.READY:
             self.close(close_codes.UNAUTHORIZED, "Unauthorized")
             return
         op_id, payload = message.get("id"), message.get("payload")
@@ -387,64 +294,38 @@ class Connection:
             await self._stop(op_id)  # the legacy protocol replaces an operation with the same id
         if len(self.ops) >= self.endpoint.services.settings.max_subscriptions:
             self._send_error(
-                op_id, [_coded("too many operations in flight on this connection", "RATE_LIMITED")]
+                op_id, [coded("too many operations in flight on this connection", "RATE_LIMITED")]
             )
             return
         self._start(op_id, query, variables or {}, name)
 
     def _start(self, op_id: str, query: str, variables: dict[str, Any], name: str | None) -> None:
-        api = self.endpoint.api
-        prepared = self.endpoint.documents.prepare(query)
-        if prepared.errors:
-            self._send_error(op_id, [api.format_error(e) for e in prepared.errors])
-            return
-        operation = prepared.operation(name)
-        if operation is None:
-            self._send_error(
-                op_id, [_coded("no operation with that name in the document", "GRAPHQL_VALIDATION_FAILED")]
-            )
-            return
-        if operation.operation is not OperationType.SUBSCRIPTION:
+        planned = plan(self.endpoint.api, self.endpoint.documents, query, variables, name)
+        if isinstance(planned, list):
+            self._send_error(op_id, planned)
+        elif isinstance(planned, Execute):
             self._spawn(op_id, self._execute(op_id, query, variables, name))
-            return
-        (field, *rest) = operation.selection_set.selections
-        builder = (
-            self.endpoint.api.stream_filters.get(field.name.value) if isinstance(field, FieldNode) else None
-        )
-        if builder is None or rest:
+        elif isinstance(planned, Stream):
             self._spawn(op_id, self._stream(op_id, query, variables, name))
+        else:
+            self._subscribe(op_id, planned, variables, name)
+
+    def _subscribe(
+        self, op_id: str, planned: Multiplexed, variables: dict[str, Any], name: str | None
+    ) -> None:
+        session = self.session
+        if session is None:
             return
-        assert isinstance(field, FieldNode)
-        schema = api.graphql_schema
-        coerced = get_variable_values(schema, operation.variable_definitions or (), variables)
-        if isinstance(coerced, list):
-            self._send_error(op_id, [api.format_error(e) for e in coerced])
-            return
-        subscription_type = schema.subscription_type
-        if subscription_type is None:  # validation would have failed
-            return
-        try:
-            args = get_argument_values(subscription_type.fields[field.name.value], field, coerced)
-            event_filter = builder(args, api.event_types)
-        except GraphQLError as exc:
-            self._send_error(op_id, [api.format_error(exc)])
-            return
-        except SwitchboardError as exc:
-            self._send_error(op_id, [_coded(str(exc), exc.code)])
-            return
-        # decode(): orjson's bytes keep a 4 KiB buffer however short, and the key lives as long
-        # as the subscription.
-        key = (prepared.query, name, orjson.dumps(variables, option=orjson.OPT_SORT_KEYS).decode())
-        subscription = WsSubscription(self, op_id, event_filter, prepared.document, variables, name, key)
-        since = [(_field(s, "group"), _field(s, "cursor")) for s in (args.get("since") or ())]
-        if since:
+        subscription = WsSubscription(
+            self, op_id, planned.filter, planned.document, variables, name, planned.key
+        )
+        if planned.since:
             subscription.held = []  # listen first, then read the history: no gap between the two
         self.ops[op_id] = subscription
-        assert self.session is not None
-        self.session.add_listener(subscription)
-        if since:
+        session.add_listener(subscription)
+        if planned.since:
             task = asyncio.get_running_loop().create_task(
-                self._catch_up(subscription, since), name=f"switchboard-resume-{op_id[:16]}"
+                self._catch_up(subscription, planned.since), name=f"switchboard-resume-{op_id[:16]}"
             )
             if self._catch_ups is None:
                 self._catch_ups = set()
@@ -452,41 +333,8 @@ class Connection:
             task.add_done_callback(self._catch_ups.discard)
 
     async def _catch_up(self, subscription: WsSubscription, since: list[tuple[str, str]]) -> None:
-        """Replay what each group published after its cursor, then release the held live events."""
-        layer = self.endpoint.services.layer
-        session = self.session
-        replayed: dict[str, int] = {}
-        for group, cursor in since:
-            if session is None or group not in session.groups:
-                recovery = Recovery(group, False, reason="this session is not in that group")
-            elif not isinstance(layer, GroupHistory):
-                recovery = Recovery(group, False, reason="this layer keeps no history")
-            else:
-                try:
-                    recovery = await layer.history_since(group, cursor)
-                except SwitchboardError as exc:
-                    recovery = Recovery(group, False, reason=str(exc))
-            resume = Envelope(
-                type=RESUME,
-                group=group,
-                fields={
-                    "recovered": recovery.recovered,
-                    "reason": recovery.reason,
-                    "cursor": recovery.cursor,
-                },
-            )
-            subscription.emit(resume)
-            for event in recovery.events:
-                if subscription.filter.accepts(event):
-                    subscription.emit(event)
-                replayed[group] = event.offset or 0
-        held, subscription.held = subscription.held or [], None
-        for event in held:
-            if event.offset is not None and event.offset <= replayed.get(event.group, -1):
-                continue  # already replayed from the history
-            if not subscription.emit(event):
-                self.close(close_codes.SLOW_CONSUMER, "slow consumer: outgoing queue overflowed")
-                return
+        if not await catch_up(subscription, since, self.endpoint.services.layer, self.session):
+            self.close(close_codes.SLOW_CONSUMER, "slow consumer: outgoing queue overflowed")
 
     def _spawn(self, op_id: str, work: Awaitable[None]) -> None:
         async def run() -> None:
@@ -567,13 +415,3 @@ LEGACY_HANDLERS: dict[str, MessageHandler] = {
     "stop": Connection._on_complete,
     "connection_terminate": Connection._on_terminate,
 }
-
-
-def _field(value: Any, name: str) -> str:
-    """A field of a coerced input object (Strawberry builds its class; plain graphql-core a dict)."""
-    return str(value[name] if isinstance(value, dict) else getattr(value, name))
-
-
-def _coded(message: str, code: str) -> dict[str, Any]:
-    STATS.errors[code] += 1
-    return {"message": message, "extensions": {"code": code}}

@@ -12,7 +12,8 @@ from switchboard.security.origins import OriginPolicy
 from switchboard.services import Services
 from switchboard.ws.api import GraphQLApi
 from switchboard.ws.asgi_types import Receive, Scope, Send
-from switchboard.ws.connection import SUBPROTOCOLS, Connection
+from switchboard.ws.connection import Connection
+from switchboard.ws.protocol import SUBPROTOCOLS
 from switchboard.ws.render import DocumentCache, Renderer
 from switchboard.ws.writer import FlushBatch
 

@@ -1,0 +1,86 @@
+"""Planning an operation: run it once (query, mutation), let Strawberry stream it, or multiplex it.
+
+A subscription to a field the schema knows how to filter (`events`, `notify`, ...) is not run
+per subscriber: it becomes a Listener of the session whose events are rendered once per
+distinct (document, variables) for every subscriber of the process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from graphql import DocumentNode, FieldNode, GraphQLError, OperationType
+from graphql.execution.values import get_argument_values, get_variable_values
+
+from switchboard.exceptions import SwitchboardError
+from switchboard.messages.filters import EventFilter
+from switchboard.ws.api import GraphQLApi
+from switchboard.ws.protocol import coded
+from switchboard.ws.render import DocumentCache
+
+
+@dataclass(frozen=True, slots=True)
+class Execute:
+    """A query or mutation: one result, then complete."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """A subscription field the endpoint does not multiplex: Strawberry runs it per subscriber."""
+
+
+@dataclass(frozen=True, slots=True)
+class Multiplexed:
+    """A subscription the session's events feed, rendered once per distinct `key`."""
+
+    filter: EventFilter
+    document: DocumentNode
+    key: tuple[str, str | None, str]
+    since: list[tuple[str, str]]  # (group, cursor) to replay first
+
+
+Plan = Execute | Stream | Multiplexed
+
+
+def plan(
+    api: GraphQLApi, documents: DocumentCache, query: str, variables: dict[str, Any], name: str | None
+) -> Plan | list[Any]:
+    """How to run one operation, or the errors that refuse it (formatted for the client)."""
+    prepared = documents.prepare(query)
+    if prepared.errors:
+        return [api.format_error(e) for e in prepared.errors]
+    operation = prepared.operation(name)
+    if operation is None:
+        return [coded("no operation with that name in the document", "GRAPHQL_VALIDATION_FAILED")]
+    if operation.operation is not OperationType.SUBSCRIPTION:
+        return Execute()
+    (field, *rest) = operation.selection_set.selections
+    if not isinstance(field, FieldNode) or rest:
+        return Stream()
+    builder = api.stream_filters.get(field.name.value)
+    schema = api.graphql_schema
+    subscription_type = schema.subscription_type
+    if builder is None or subscription_type is None:
+        return Stream()
+    coerced = get_variable_values(schema, operation.variable_definitions or (), variables)
+    if isinstance(coerced, list):
+        return [api.format_error(e) for e in coerced]
+    try:
+        args = get_argument_values(subscription_type.fields[field.name.value], field, coerced)
+        event_filter = builder(args, api.event_types)
+    except GraphQLError as exc:
+        return [api.format_error(exc)]
+    except SwitchboardError as exc:
+        return [coded(str(exc), exc.code)]
+    # decode(): orjson's bytes keep a 4 KiB buffer however short, and the key lives as long
+    # as the subscription.
+    key = (prepared.query, name, orjson.dumps(variables, option=orjson.OPT_SORT_KEYS).decode())
+    since = [(_field(s, "group"), _field(s, "cursor")) for s in (args.get("since") or ())]
+    return Multiplexed(event_filter, prepared.document, key, since)
+
+
+def _field(value: Any, name: str) -> str:
+    """A field of a coerced input object (Strawberry builds its class; plain graphql-core a dict)."""
+    return str(value[name] if isinstance(value, dict) else getattr(value, name))

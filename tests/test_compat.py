@@ -1,0 +1,75 @@
+"""Every place Switchboard reaches inside another library (switchboard/compat/) has a test here
+that fails loudly when an upgrade of that library takes away what it relies on."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+
+import pytest
+from graphql import GraphQLSchema
+from strawberry.http.async_base_view import AsyncBaseHTTPView
+
+from switchboard.compat.eager_start import start_eagerly
+from switchboard.compat.strawberry_http import RefuseSubscriptions, is_subscription
+from switchboard.compat.strawberry_schema import graphql_schema_of
+from switchboard.schema import build_schema
+from switchboard.web.view import SwitchboardView
+
+
+def test_strawberry_keeps_the_graphql_core_schema_at_underscore_schema() -> None:
+    schema = build_schema()
+    inner = graphql_schema_of(schema)
+    assert isinstance(inner, GraphQLSchema)
+    assert inner.subscription_type is not None and "events" in inner.subscription_type.fields
+    assert schema.graphql_schema is inner
+    with pytest.raises(TypeError):
+        graphql_schema_of(object())
+
+
+def test_strawberry_http_view_still_has_the_execute_operation_we_override() -> None:
+    parameters = list(inspect.signature(AsyncBaseHTTPView.execute_operation).parameters)
+    assert parameters == [
+        "self",
+        "request",
+        "request_adapter",
+        "request_data",
+        "context",
+        "root_value",
+        "sub_response",
+    ], "Strawberry changed execute_operation: update switchboard/compat/strawberry_http.py"
+    assert SwitchboardView.__mro__.index(RefuseSubscriptions) < SwitchboardView.__mro__.index(
+        AsyncBaseHTTPView
+    )
+    assert is_subscription("subscription { events { __typename } }", None)
+    assert not is_subscription("{ me { id } }", None)
+    assert not is_subscription("subscription {", None)  # Strawberry reports the syntax error
+
+
+async def test_asyncio_futures_still_carry_the_blocking_flag_eager_starts_clear() -> None:
+    future = asyncio.get_running_loop().create_future()
+    assert hasattr(future, "_asyncio_future_blocking"), "asyncio changed: see compat/eager_start.py"
+
+    async def waits() -> None:
+        await future
+
+    task = start_eagerly(waits(), "compat")
+    assert task is not None and not task.done()
+    future.set_result(None)
+    await asyncio.wait_for(task, 1)
+
+    cancelled = asyncio.get_running_loop().create_future()
+    seen: list[str] = []
+
+    async def cancellable() -> None:
+        try:
+            await cancelled
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+
+    task = start_eagerly(cancellable(), "compat-cancel")
+    assert task is not None
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert seen == ["cancelled"] and cancelled.cancelled()
