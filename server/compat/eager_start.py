@@ -14,6 +14,7 @@ collections, which were the long tail of delivery latency.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Coroutine
 from contextlib import suppress
@@ -39,7 +40,7 @@ def _end_unstarted(coro: Coroutine[Any, Any, None], waiting_on: Any, task: async
     """A task cancelled before its first step never runs `_carry_on` (a coroutine thrown into
     before it starts just raises): end `coro` as a Task would, with a CancelledError where it
     waits, so its own clean-up runs now and the future it waits on is cancelled."""
-    if coro.cr_frame is None:  # finished, or closed by _carry_on
+    if inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED:  # finished, or closed by _carry_on
         return
     if waiting_on is not None and not waiting_on.done():
         waiting_on.cancel()
