@@ -49,6 +49,10 @@ class Settings:
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
     metrics_dir: str | None = None  # set by `serve --workers N`: where workers share their metrics
+    # permessage-deflate: off (declined) by default; on, without context takeover, so each
+    # rendered frame is compressed once for all its subscribers and no socket keeps zlib state.
+    ws_compression: bool = False
+    ws_compression_min_bytes: int = 256
 
     @property
     def dev(self) -> bool:
@@ -100,6 +104,8 @@ class Settings:
             log_format="json" if log_format == "json" else "text",
             log_level=env.get("SWITCHBOARD_LOG_LEVEL", "INFO").upper(),
             metrics_dir=env.get("SWITCHBOARD_METRICS_DIR") or None,
+            ws_compression=_flag(env, "SWITCHBOARD_WS_COMPRESSION", default=False),
+            ws_compression_min_bytes=_whole(env, "SWITCHBOARD_WS_COMPRESSION_MIN_BYTES", 256),
         )
 
 

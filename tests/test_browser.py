@@ -8,10 +8,11 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+import httpx
 import pytest
 from playwright.async_api import Browser, Page, Route, async_playwright
 
@@ -139,3 +140,67 @@ async def test_demo_page_shows_events_and_opens_notes(
 
 def test_chromium_is_debians(browser: Browser) -> None:
     assert shutil.which("chromium") == CHROMIUM
+
+
+SOCKET_SCRIPT = """
+async ([url, token]) => {
+  const ws = new WebSocket(url, "graphql-transport-ws");
+  const messages = [];
+  window.__switchboard = { ws, messages };
+  await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = reject; });
+  ws.onmessage = (e) => {
+    const m = JSON.parse(e.data);
+    if (m.type === "ping") ws.send(JSON.stringify({ type: "pong" }));
+    messages.push(m);
+  };
+  ws.send(JSON.stringify({ type: "connection_init", payload: { authorization: "Bearer " + token } }));
+  ws.send(JSON.stringify({ id: "1", type: "subscribe", payload: {
+    query: "subscription { events { ... on NotifyEvent { message } } }" } }));
+  return ws.extensions;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def compressing_server() -> Iterator[ServerProcess]:
+    server = ServerProcess({"SWITCHBOARD_WS_COMPRESSION": "1"}).start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize(
+    ("name", "extensions"),
+    [
+        ("memory_server", ""),
+        ("compressing_server", "permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
+    ],
+)
+async def test_chromium_negotiates_what_each_mode_answers_and_gets_events(
+    browser: Browser, request: pytest.FixtureRequest, name: str, extensions: str
+) -> None:
+    """Chromium offers permessage-deflate by itself: declined by default, no context takeover when on."""
+    server: ServerProcess = request.getfixturevalue(name)
+    user = unique("u")
+    page, blocked = await offline_page(browser, server)
+    await page.goto(f"{server.base_url}/healthz")
+    negotiated = await page.evaluate(SOCKET_SCRIPT, [server.ws_url, token(user)])
+    assert negotiated == extensions
+    await page.wait_for_function("window.__switchboard.messages.some(m => m.type === 'connection_ack')")
+    await asyncio.sleep(0.3)  # the subscription starts
+    long_message = "a browser-sized event " * 50  # over the compression threshold
+    publish = "mutation($g: String!, $m: String!) { sendNotify(group: $g, message: $m) { id } }"
+    async with httpx.AsyncClient() as client:
+        reply = await client.post(
+            server.http_url,
+            json={"query": publish, "variables": {"g": f"user_{user}", "m": long_message}},
+            headers={"Authorization": f"Bearer {token('svc', publisher=True)}"},
+        )
+        assert "errors" not in reply.json(), reply.text
+    await page.wait_for_function(
+        "(text) => window.__switchboard.messages.some(m => m.type === 'next'"
+        " && m.payload.data.events.message === text)",
+        arg=long_message,
+        timeout=5000,
+    )
+    assert blocked == []
+    await page.context.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from functools import partial
 
 import pytest
 from graphql import GraphQLSchema
@@ -13,8 +14,10 @@ from strawberry.http.async_base_view import AsyncBaseHTTPView
 from switchboard.compat.eager_start import start_eagerly
 from switchboard.compat.strawberry_http import RefuseSubscriptions, is_subscription
 from switchboard.compat.strawberry_schema import graphql_schema_of
+from switchboard.compat.ws_extensions import MODULES, use_extension
 from switchboard.schema import build_schema
 from switchboard.web.view import SwitchboardView
+from switchboard.ws.deflate import Declined, SharedCompressor, SharedDeflate
 
 
 def test_strawberry_keeps_the_graphql_core_schema_at_underscore_schema() -> None:
@@ -73,3 +76,29 @@ async def test_asyncio_futures_still_carry_the_blocking_flag_eager_starts_clear(
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert seen == ["cancelled"] and cancelled.cancelled()
+
+
+def test_hypercorn_and_uvicorn_build_permessage_deflate_through_the_name_we_replace() -> None:
+    import hypercorn.protocol.ws_stream as hypercorn_ws
+    import uvicorn.protocols.websockets.wsproto_impl as uvicorn_ws
+
+    assert "[PerMessageDeflate()]" in inspect.getsource(hypercorn_ws.Handshake.accept), (
+        "hypercorn changed how it builds its extensions: see switchboard/compat/ws_extensions.py"
+    )
+    assert "PerMessageDeflate()" in inspect.getsource(uvicorn_ws.WSProtocol), (
+        "uvicorn changed how it builds its extensions: see switchboard/compat/ws_extensions.py"
+    )
+    originals = hypercorn_ws.PerMessageDeflate, uvicorn_ws.PerMessageDeflate
+    offer = [(b"sec-websocket-extensions", b"permessage-deflate; client_max_window_bits")]
+    try:
+        assert use_extension(Declined) == list(MODULES)
+        _, headers, _ = hypercorn_ws.Handshake(offer, "1.1").accept(None, [])
+        assert b"sec-websocket-extensions" not in dict(headers)
+
+        use_extension(partial(SharedDeflate, SharedCompressor(), 256, 65536))
+        _, headers, _ = hypercorn_ws.Handshake(offer, "1.1").accept(None, [])
+        assert dict(headers)[b"sec-websocket-extensions"] == (
+            b"permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+        )
+    finally:
+        hypercorn_ws.PerMessageDeflate, uvicorn_ws.PerMessageDeflate = originals

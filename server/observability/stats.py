@@ -1,6 +1,6 @@
 """Process-wide counters, plain ints so the delivery path pays nothing for them.
 
-/metrics reads them at scrape time (server/metrics.py); tests read them the same way.
+/metrics reads them at scrape time (web/metrics.py); tests read them the same way.
 """
 
 from __future__ import annotations
@@ -23,6 +23,13 @@ class Stats:
     overflows: int = 0  # sessions closed as slow consumers
     errors: Counter[str] = field(default_factory=Counter)  # GraphQL errors by code
     redis_reconnects: int = 0
+    # permessage-deflate (ws/deflate.py): messages compressed, sends that reused a compression,
+    # bytes before and after, client messages refused for inflating past the limit (1009).
+    ws_compressions: int = 0
+    ws_compression_reused: int = 0
+    ws_bytes_before_compression: int = 0
+    ws_bytes_after_compression: int = 0
+    ws_inflation_refused: int = 0
     latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
     latency_sum: float = 0.0
     # Garbage-collector pauses per generation (observability/gc_pauses.py), GC_BUCKETS plus +Inf each.

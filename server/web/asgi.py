@@ -3,13 +3,16 @@
 Importing this module sets up the process as `switchboard serve` does (logging; the start-up
 objects frozen out of the garbage collector's way, its pauses timed): a process's entry point."""
 
+from switchboard.compat.ws_extensions import use_extension
 from switchboard.observability.gc_pauses import GC_PAUSES, freeze_start_up_objects
 from switchboard.observability.logs import configure_logging
 from switchboard.settings import Settings
 from switchboard.web.app import create_app
+from switchboard.ws.deflate import extension_factory
 
 settings = Settings.from_env()
 configure_logging(settings)
+use_extension(extension_factory(settings))
 app = create_app(settings)
 freeze_start_up_objects()
 GC_PAUSES.install()

@@ -48,6 +48,14 @@ COUNTERS = {
     "switchboard_queue_overflows": ("Sessions closed as slow consumers (4008).", ""),
     "switchboard_redis_reconnects": ("Times a Redis pub/sub connection was lost.", ""),
     "switchboard_errors": ("Errors returned to clients, by code.", "code"),
+    "switchboard_ws_compressions": ("Messages compressed (once per distinct frame).", ""),
+    "switchboard_ws_compression_reused": ("Compressed sends that reused another socket's compression.", ""),
+    "switchboard_ws_compression_input_bytes": ("Bytes of the messages compressed.", ""),
+    "switchboard_ws_compression_output_bytes": ("Bytes those messages compressed to.", ""),
+    "switchboard_ws_inflation_refused": (
+        "Client messages closed with 1009 for inflating past the limit.",
+        "",
+    ),
 }
 
 
@@ -78,6 +86,11 @@ def local_snapshot(services: Services, connections: Sized, pid: int = 0) -> Snap
             "switchboard_queue_overflows": {"": STATS.overflows},
             "switchboard_redis_reconnects": {"": STATS.redis_reconnects},
             "switchboard_errors": dict(STATS.errors),
+            "switchboard_ws_compressions": {"": STATS.ws_compressions},
+            "switchboard_ws_compression_reused": {"": STATS.ws_compression_reused},
+            "switchboard_ws_compression_input_bytes": {"": STATS.ws_bytes_before_compression},
+            "switchboard_ws_compression_output_bytes": {"": STATS.ws_bytes_after_compression},
+            "switchboard_ws_inflation_refused": {"": STATS.ws_inflation_refused},
         },
         latency_counts=list(STATS.latency_counts),
         latency_sum=STATS.latency_sum,

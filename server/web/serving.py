@@ -23,10 +23,12 @@ from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config, Sockets
 from hypercorn.utils import wrap_app
 
+from switchboard.compat.ws_extensions import use_extension
 from switchboard.observability import worker_metrics
 from switchboard.observability.gc_pauses import GC_PAUSES, freeze_start_up_objects
 from switchboard.observability.logs import configure_logging
 from switchboard.settings import Settings
+from switchboard.ws.deflate import extension_factory
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +97,9 @@ def load_app(path: str) -> Any:
     """Import the app at `module:attribute`, set up as a serving process: logging configured
     before; after, the start-up objects frozen out of the garbage collector's way and its pauses
     timed for /metrics."""
-    configure_logging(Settings.from_env())
+    settings = Settings.from_env()
+    configure_logging(settings)
+    use_extension(extension_factory(settings))
     module_name, _, attribute = path.partition(":")
     app = getattr(importlib.import_module(module_name), attribute or "app")
     frozen = freeze_start_up_objects()
@@ -167,6 +171,7 @@ def serve_uvicorn(app_path: str, host: str, port: int, settings: Settings) -> in
         port=port,
         ws=UVICORN_WS,
         ws_max_size=settings.max_message_bytes,
+        ws_per_message_deflate=settings.ws_compression,  # our extension either way (compat/ws_extensions.py)
         ws_ping_interval=None,  # Switchboard pings at the protocol level itself
         lifespan="on",
         log_config=None,

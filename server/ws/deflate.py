@@ -1,0 +1,208 @@
+"""permessage-deflate (RFC 7692) as Switchboard negotiates it, for wsproto-based servers.
+
+Every browser offers it; hypercorn accepts it for every connection, with 15-bit windows and
+context takeover: a zlib compressor and decompressor per socket (about 100 KB idle, 200 KB after
+traffic), and every frame compressed again for every socket.
+
+- Off (the default): `Declined` answers no offer; no socket holds compression state.
+- On (`SWITCHBOARD_WS_COMPRESSION=1`): `SharedDeflate` answers `server_no_context_takeover;
+  client_no_context_takeover`, which a server may do whatever the offer, so each message is
+  compressed on its own. The same rendered frame is then the same compressed bytes for every
+  subscriber: `SharedCompressor` compresses it once (level 1) and hands the bytes to the rest,
+  as uWebSockets' shared compressor and Centrifugo's prepared messages do. Frames under
+  `min_bytes` go uncompressed. No zlib state outlives a message, in either direction.
+- Either way, no client frame is inflated beyond the message limit: past it, close 1009.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable
+from functools import partial
+
+from wsproto.extensions import Extension
+from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
+
+from switchboard.observability.stats import STATS
+from switchboard.settings import Settings
+
+NAME = "permessage-deflate"
+TAIL = b"\x00\x00\xff\xff"  # what a sync flush ends with; RFC 7692 leaves it off the wire
+DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY)
+ACCEPTED_PARAMETERS = frozenset(
+    {
+        "server_no_context_takeover",
+        "client_no_context_takeover",
+        "server_max_window_bits",
+        "client_max_window_bits",
+    }
+)
+ANSWER = "server_no_context_takeover; client_no_context_takeover"
+
+
+class Declined(Extension):
+    """Answers no permessage-deflate offer: the connection runs uncompressed."""
+
+    name = NAME
+
+    def offer(self) -> bool:
+        return False
+
+    def accept(self, offer: str) -> None:
+        return None
+
+
+class SharedCompressor:
+    """Compresses each distinct message once: later sends of the same bytes reuse the result.
+
+    A fan-out sends one rendered frame to every subscriber within one turn of the event loop,
+    so a small cache (by content, bounded in entries and bytes) turns N compressions into one."""
+
+    def __init__(self, level: int = 1, max_entries: int = 256, max_bytes: int = 4 * 1024 * 1024) -> None:
+        self._level = level
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._cache: OrderedDict[tuple[int, bytes], bytes] = OrderedDict()
+
+    def compress(self, data: bytes, window_bits: int) -> bytes:
+        key = (window_bits, data)
+        found = self._cache.get(key)
+        if found is not None:
+            self._cache.move_to_end(key)
+            STATS.ws_compression_reused += 1
+            return found
+        compressor = zlib.compressobj(self._level, zlib.DEFLATED, -window_bits)
+        compressed = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        compressed = compressed[: -len(TAIL)]
+        STATS.ws_compressions += 1
+        STATS.ws_bytes_before_compression += len(data)
+        STATS.ws_bytes_after_compression += len(compressed)
+        self._cache[key] = compressed
+        self._bytes += len(data) + len(compressed)
+        while len(self._cache) > self._max_entries or self._bytes > self._max_bytes:
+            (_, old), old_compressed = self._cache.popitem(last=False)
+            self._bytes -= len(old) + len(old_compressed)
+        return compressed
+
+
+class SharedDeflate(Extension):
+    """The server side of permessage-deflate with no context takeover either way."""
+
+    name = NAME
+
+    def __init__(self, compressor: SharedCompressor, min_bytes: int, max_message_bytes: int) -> None:
+        self._compressor = compressor
+        self._min_bytes = min_bytes
+        self._max_message_bytes = max_message_bytes
+        self._window_bits = 15
+        self._enabled = False
+        self._inflater: zlib._Decompress | None = None  # only while a compressed message arrives
+        self._inflated = 0
+        self._message_compressed: bool | None = None  # None between messages
+        self._frame_is_data = False
+        self._refused = False  # this message inflated past the limit: nothing more is inflated
+
+    def enabled(self) -> bool:
+        return self._enabled
+
+    def offer(self) -> bool:
+        return False  # server side only
+
+    def accept(self, offer: str) -> str | None:
+        window_bits = 15
+        for parameter in offer.split(";")[1:]:
+            name, _, value = (p.strip().strip('"') for p in parameter.partition("="))
+            if name not in ACCEPTED_PARAMETERS:
+                return None  # an offer we do not understand is declined, not half-honoured
+            if name == "server_max_window_bits":
+                if not value.isdigit() or not 9 <= int(value) <= 15:
+                    return None
+                window_bits = int(value)
+            elif name == "client_max_window_bits":
+                if value and (not value.isdigit() or not 8 <= int(value) <= 15):
+                    return None
+            elif value:
+                return None
+        self._window_bits = window_bits
+        self._enabled = True
+        # An offer's server_max_window_bits must be answered with a value no larger.
+        return ANSWER if window_bits == 15 else f"{ANSWER}; server_max_window_bits={window_bits}"
+
+    # -- inbound: inflate each message with a fresh inflater, never past the message limit ------
+
+    def frame_inbound_header(
+        self, proto: FrameDecoder | FrameProtocol, opcode: Opcode, rsv: RsvBits, payload_length: int
+    ) -> CloseReason | RsvBits:
+        if rsv.rsv1 and (opcode.iscontrol() or opcode is Opcode.CONTINUATION):
+            return CloseReason.PROTOCOL_ERROR
+        self._frame_is_data = not opcode.iscontrol()
+        if self._frame_is_data and self._message_compressed is None:  # the message's first frame
+            self._message_compressed = rsv.rsv1
+            if rsv.rsv1:
+                self._inflater = zlib.decompressobj(-15)
+                self._inflated = 0
+                self._refused = False
+        return RsvBits(True, False, False)
+
+    def frame_inbound_payload_data(
+        self, proto: FrameDecoder | FrameProtocol, data: bytes
+    ) -> bytes | CloseReason:
+        if not self._frame_is_data or not self._message_compressed:
+            return data
+        return self._inflate(bytes(data))
+
+    def frame_inbound_complete(
+        self, proto: FrameDecoder | FrameProtocol, fin: bool
+    ) -> bytes | CloseReason | None:
+        if not fin or not self._frame_is_data:
+            return None
+        compressed, self._message_compressed = self._message_compressed, None
+        if not compressed:
+            return None
+        rest = self._inflate(TAIL)
+        self._inflater = None  # client_no_context_takeover: nothing is kept between messages
+        return rest
+
+    def _inflate(self, data: bytes) -> bytes | CloseReason:
+        if self._refused:
+            return CloseReason.MESSAGE_TOO_BIG
+        inflater = self._inflater
+        if inflater is None:
+            return CloseReason.PROTOCOL_ERROR
+        room = self._max_message_bytes - self._inflated
+        try:
+            # Never more than one byte past the limit, whatever the input would inflate to.
+            out = inflater.decompress(data, room + 1)
+        except zlib.error:
+            self._inflater = None
+            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        self._inflated += len(out)
+        if self._inflated > self._max_message_bytes:
+            # Hand on what makes the message one byte too long: the server's own size limit (the
+            # same one: web/serving.py) then closes with a 1009 frame, which wsproto's error path
+            # (a CloseReason from here) would not send. Anything more of it is refused here.
+            self._inflater = None
+            self._refused = True
+            STATS.ws_inflation_refused += 1
+        return out
+
+    # -- outbound: whole messages of min_bytes or more, compressed once for every socket --------
+
+    def frame_outbound(
+        self, proto: FrameDecoder | FrameProtocol, opcode: Opcode, rsv: RsvBits, data: bytes, fin: bool
+    ) -> tuple[RsvBits, bytes]:
+        # A fragmented message (never sent by the servers we run on) goes uncompressed whole.
+        if opcode not in DATA_OPCODES or not fin or len(data) < self._min_bytes:
+            return (rsv, data)
+        return (RsvBits(True, rsv.rsv2, rsv.rsv3), self._compressor.compress(bytes(data), self._window_bits))
+
+
+def extension_factory(settings: Settings) -> Callable[[], Extension]:
+    """What each WebSocket handshake of this process is offered to accept."""
+    if not settings.ws_compression:
+        return Declined
+    return partial(
+        SharedDeflate, SharedCompressor(), settings.ws_compression_min_bytes, settings.max_message_bytes
+    )

@@ -1,0 +1,182 @@
+"""permessage-deflate as browsers meet it: declined by default, shared and context-free when on,
+and never inflated past the message limit. Clients offer it exactly as Chromium does."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import token, unique
+from tests.support.client import WsClient, http
+from tests.support.frames import FramePeer, deflate_bomb
+from tests.support.processes import ServerProcess
+
+NOTIFY = "mutation($g: String!, $m: String!) { sendNotify(group: $g, message: $m) { id } }"
+EVENTS = "subscription { events { __typename ... on NotifyEvent { group message } } }"
+ANSWER = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+BOMB_BYTES = 200 << 20  # what one attacker's frame inflates to
+MAX_RSS_GROWTH = 8 << 20
+
+
+@pytest.fixture(scope="module")
+def compressing(redis_url: str, prefix: str) -> Iterator[ServerProcess]:
+    server = ServerProcess({"SWITCHBOARD_WS_COMPRESSION": "1"}).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def compressing_uvicorn(redis_url: str, prefix: str) -> Iterator[ServerProcess]:
+    server = ServerProcess({"SWITCHBOARD_WS_COMPRESSION": "1"}, server="uvicorn").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def bomb() -> bytes:
+    return deflate_bomb(BOMB_BYTES)
+
+
+def rss(server: ServerProcess) -> int:
+    assert server.proc is not None
+    for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+async def publish(server: ServerProcess, group: str, message: str) -> None:
+    body = await http(server.http_url, NOTIFY, token=token("svc", publisher=True), g=group, m=message)
+    assert "errors" not in body, body
+
+
+def reused_compressions(server: ServerProcess) -> float:
+    text = httpx.get(f"{server.base_url}/metrics", timeout=5).text
+    line = next(x for x in text.splitlines() if x.startswith("switchboard_ws_compression_reused_total"))
+    return float(line.split()[-1])
+
+
+@pytest.mark.parametrize("name", ["memory_server", "uvicorn_server"])
+async def test_deflate_offers_are_declined_by_default(request: pytest.FixtureRequest, name: str) -> None:
+    server: ServerProcess = request.getfixturevalue(name)
+    user = unique("u")
+    async with FramePeer("127.0.0.1", server.port) as peer:
+        assert peer.extensions is None  # Chromium's offer, answered with nothing
+        await peer.init(token(user))
+        await peer.send({"id": "1", "type": "subscribe", "payload": {"query": EVENTS}})
+        await asyncio.sleep(0.2)
+        await publish(server, f"user_{user}", "x" * 2000)
+        frame, message = await peer.message()
+        assert not frame.rsv1 and message["payload"]["data"]["events"]["message"] == "x" * 2000
+
+
+@pytest.mark.parametrize("name", ["compressing", "compressing_uvicorn"])
+@pytest.mark.parametrize(
+    ("offer", "answer"),
+    [
+        ("permessage-deflate; client_max_window_bits", ANSWER),  # Chromium
+        ("permessage-deflate", ANSWER),  # Firefox, Safari
+        ("permessage-deflate; server_max_window_bits=10", f"{ANSWER}; server_max_window_bits=10"),
+        ("permessage-deflate; unknown_parameter", None),
+    ],
+)
+async def test_compression_on_answers_without_context_takeover(
+    request: pytest.FixtureRequest, name: str, offer: str, answer: str | None
+) -> None:
+    server: ServerProcess = request.getfixturevalue(name)
+    user = unique("u")
+    async with FramePeer("127.0.0.1", server.port, offer=offer) as peer:
+        assert peer.extensions == answer
+        await peer.init(token(user))
+        await peer.send({"id": "1", "type": "subscribe", "payload": {"query": EVENTS}})
+        await asyncio.sleep(0.2)
+        await publish(server, f"user_{user}", "y" * 3000)
+        frame, message = await peer.message()
+        assert frame.rsv1 == (answer is not None)
+        assert message["payload"]["data"]["events"]["message"] == "y" * 3000
+
+
+async def test_subscribers_of_one_document_get_the_same_compressed_bytes(compressing: ServerProcess) -> None:
+    peers = [FramePeer("127.0.0.1", compressing.port) for _ in range(3)]
+    try:
+        for peer in peers:
+            await peer.__aenter__()
+            await peer.init(token(unique("u")))
+            await peer.send({"id": "1", "type": "subscribe", "payload": {"query": EVENTS}})
+        await asyncio.sleep(0.3)
+        before = reused_compressions(compressing)
+        long_message = "the same long message " * 40
+        await publish(compressing, "all", long_message)
+        received = [await peer.message() for peer in peers]
+        assert all(frame.rsv1 for frame, _ in received)
+        assert len({frame.payload for frame, _ in received}) == 1  # byte for byte
+        assert len(received[0][0].payload) < len(long_message) / 3
+        assert all(m["payload"]["data"]["events"]["message"] == long_message for _, m in received)
+        # Compressed once: the other sockets reused it.
+        assert reused_compressions(compressing) - before >= len(peers) - 1
+
+        await publish(compressing, "all", "short")  # under SWITCHBOARD_WS_COMPRESSION_MIN_BYTES
+        for peer in peers:
+            frame, message = await peer.message()
+            assert not frame.rsv1 and message["payload"]["data"]["events"]["message"] == "short"
+    finally:
+        for peer in peers:
+            await peer.__aexit__()
+
+
+async def test_a_client_that_offers_no_deflate_gets_plain_frames(compressing: ServerProcess) -> None:
+    user = unique("u")
+    async with FramePeer("127.0.0.1", compressing.port, offer=None) as peer:
+        assert peer.extensions is None
+        await peer.init(token(user))
+        await peer.send({"id": "1", "type": "subscribe", "payload": {"query": EVENTS}})
+        await asyncio.sleep(0.2)
+        await publish(compressing, f"user_{user}", "w" * 3000)
+        frame, message = await peer.message()
+        assert not frame.rsv1 and message["payload"]["data"]["events"]["message"] == "w" * 3000
+
+
+@pytest.mark.parametrize(("name", "expected"), [("memory_server", None), ("compressing", 1009)])
+async def test_a_deflate_bomb_is_refused_and_costs_nothing(
+    request: pytest.FixtureRequest, bomb: bytes, name: str, expected: int | None
+) -> None:
+    """Five connections each send a frame of ~200 KB that would inflate to 200 MB, two before
+    connection_init and three after. Declined (default): RSV1 is a protocol error, and hypercorn
+    drops the connection (no close frame). Negotiated: inflated no further than the message
+    limit, then closed with 1009. The server stays small, and a
+    bystander gets every event published meanwhile, in order."""
+    server: ServerProcess = request.getfixturevalue(name)
+    bystander_user = unique("b")
+    async with WsClient(server.ws_url, token(bystander_user)) as bystander:
+        events = await bystander.events([f"user_{bystander_user}"])
+        await asyncio.sleep(0.2)
+        baseline = rss(server)
+
+        async def attack(index: int) -> int | None:
+            async with FramePeer("127.0.0.1", server.port) as peer:
+                if index >= 2:
+                    await peer.init(token(unique("a")))
+                # The frame declares all of the bomb; its first 64 KiB already inflate to ~64 MB.
+                peer.send_frame(bomb, rsv1=True, only=64 * 1024)
+                await peer.writer.drain()
+                return await peer.close_code()
+
+        async def publish_meanwhile() -> list[str]:
+            sent = []
+            for i in range(20):
+                sent.append(f"during-{i}")
+                await publish(server, f"user_{bystander_user}", sent[-1])
+                await asyncio.sleep(0.02)
+            return sent
+
+        *codes, sent = await asyncio.gather(*(attack(i) for i in range(5)), publish_meanwhile())
+        assert codes == [expected] * 5
+        got = [(await events.next())["events"]["message"] for _ in sent]
+        assert got == sent
+        growth = rss(server) - baseline
+        print(f"{name}: RSS grew {growth / 1e6:.2f} MB under the attack")
+        assert growth < MAX_RSS_GROWTH, f"RSS grew {growth / 1e6:.1f} MB"
