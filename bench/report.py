@@ -10,18 +10,39 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{1000 * value:.1f}"
 
 
+def _num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _extension(value: str | None) -> str:
+    if not value:
+        return "none"
+    return "deflate, no context takeover" if "no_context_takeover" in value else "deflate, context takeover"
+
+
 def markdown(runs: list[dict[str, Any]], machine: dict[str, Any]) -> str:
     lines = [
         f"Machine: {machine['cpus']} cores, Python {machine['python']}, Node {machine['node']}, {machine['platform']}.",
         "",
-        "| workload | server | sessions | offered events/s | deliveries/s | p50 ms | p99 ms | lost | RSS/conn KB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "Clients offer permessage-deflate as Chromium does"
+        + (
+            ""
+            if all(r.get("client_deflate", False) for r in runs)
+            else " (except where the extension column is `-` and noted)"
+        )
+        + "; `extension` is what the server answered.",
+        "",
+        "| workload | server | sessions | offered events/s | deliveries/s | p50 ms | p99 ms | lost "
+        "| RSS/conn KB idle | RSS/conn KB after | CPU ms / 1000 deliveries | wire B / delivery | extension |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in runs:
         lat = r["latency_s"]
         lines.append(
             f"| {r['workload']} | {r['server']} | {r['n']:,} | {r['rate']:g} | {r['deliveries_per_s'] or 0:,.0f} | "
-            f"{_ms(lat['p50'])} | {_ms(lat['p99'])} | {r['lost']} | {r['rss_per_connection_kb']:.1f} |"
+            f"{_ms(lat['p50'])} | {_ms(lat['p99'])} | {r['lost']} | {r['rss_per_connection_kb']:.1f} | "
+            f"{_num(r.get('rss_after_traffic_per_connection_kb'))} | {_num(r.get('cpu_ms_per_1000_deliveries'), 0)} | "
+            f"{_num(r.get('wire_bytes_per_delivery'), 0)} | {_extension(r.get('extensions'))} |"
         )
     return "\n".join(lines) + "\n"
 

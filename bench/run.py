@@ -32,6 +32,7 @@ RESULTS = BENCH / "results"
 MAIN_PY = sys.executable
 REF_PY = str(BENCH / ".venv-ref" / "bin" / "python")
 NODE = shutil.which("node") or "node"
+DEFLATE = "on"  # the load generator offers permessage-deflate as Chromium does (--client-deflate)
 
 
 def say(message: str) -> None:
@@ -53,7 +54,7 @@ class Server:
         return f"ws://127.0.0.1:{self.port}{path}"
 
     def command(self) -> list[str]:
-        if self.name == "switchboard":
+        if self.name in ("switchboard", "switchboard-deflate"):
             return [MAIN_PY, "-m", "switchboard", "serve", "--port", str(self.port)]
         if self.name == "switchboard-uvicorn":
             return [MAIN_PY, "-m", "switchboard", "serve", "--port", str(self.port), "--server", "uvicorn"]
@@ -90,6 +91,7 @@ class Server:
             "SWITCHBOARD_MAX_CONNECTIONS": "19000",
             "CHANNEL_LAYER": "pubsub" if self.name == "channels-pubsub" else "redis",
             "PYTHONPATH": str(ROOT),
+            "SWITCHBOARD_WS_COMPRESSION": "1" if self.name == "switchboard-deflate" else "0",
         }
         self.proc = subprocess.Popen(
             self.command(), cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -104,6 +106,12 @@ class Server:
                     return
             time.sleep(0.1)
         raise RuntimeError(f"{self.name} did not start")
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU time the server process has used."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def rss_kb(self) -> int:
         assert self.proc is not None
@@ -124,6 +132,7 @@ class Server:
 SERVERS = {
     "floor": lambda: Server("floor", "floor", "floor", MAIN_PY),
     "switchboard": lambda: Server("switchboard", "graphql", "switchboard", MAIN_PY),
+    "switchboard-deflate": lambda: Server("switchboard-deflate", "graphql", "switchboard", MAIN_PY),
     "switchboard-uvicorn": lambda: Server("switchboard-uvicorn", "graphql", "switchboard", MAIN_PY),
     "channels-pubsub": lambda: Server("channels-pubsub", "channels", "channels", REF_PY),
     "channels-redis": lambda: Server("channels-redis", "channels", "channels", REF_PY),
@@ -159,6 +168,8 @@ def run_one(server: Server, n: int, rate: float, events: int, workload: str) -> 
             tokens,
             "--idle",
             "15",
+            "--deflate",
+            DEFLATE,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -178,6 +189,7 @@ def run_one(server: Server, n: int, rate: float, events: int, workload: str) -> 
     if line != "READY":
         raise RuntimeError(f"sessions never all received a probe: {line}")
     time.sleep(0.5)
+    cpu_before = server.cpu_seconds()
     published = subprocess.run(
         publisher(server, "--rate", str(rate), "--events", str(events)),
         cwd=ROOT,
@@ -187,6 +199,8 @@ def run_one(server: Server, n: int, rate: float, events: int, workload: str) -> 
         timeout=600,
     )
     result = json.loads(loadgen.stdout.readline())
+    cpu = server.cpu_seconds() - cpu_before
+    rss_end = server.rss_kb()  # before the load generator closes its sockets
     loadgen.wait(30)
     result.update(
         server=server.name,
@@ -196,11 +210,18 @@ def run_one(server: Server, n: int, rate: float, events: int, workload: str) -> 
         rss_before_kb=rss_before,
         rss_after_kb=rss_after,
         rss_per_connection_kb=(rss_after - rss_before) / n,
+        rss_after_traffic_kb=rss_end,
+        rss_after_traffic_per_connection_kb=(rss_end - rss_before) / n,
+        cpu_s=cpu,
+        cpu_ms_per_1000_deliveries=1e6 * cpu / result["deliveries"] if result["deliveries"] else None,
+        client_deflate=DEFLATE == "on",
     )
     say(
         f"  {result['deliveries_per_s'] or 0:,.0f} deliveries/s, p50 {1000 * (result['latency_s']['p50'] or 0):.1f} ms,"
         f" p99 {1000 * (result['latency_s']['p99'] or 0):.1f} ms, lost {result['lost']},"
-        f" {result['rss_per_connection_kb']:.1f} KB/connection"
+        f" {result['rss_per_connection_kb']:.1f} KB/connection idle,"
+        f" {result['rss_after_traffic_per_connection_kb']:.1f} after, {result['cpu_ms_per_1000_deliveries'] or 0:.0f} ms CPU"
+        f" per 1000 deliveries, {result['wire_bytes_per_delivery'] or 0:.0f} B/delivery on the wire ({result['extensions']})"
     )
     return result
 
@@ -209,7 +230,14 @@ def plan(smoke: bool, sizes: list[int], workloads: set[str]) -> list[tuple[str, 
     """(workload, server, N, rate, events)"""
     if smoke:
         return [("smoke", s, 20, 50, 30) for s in ("switchboard", "floor")]
-    servers = ["floor", "switchboard", "switchboard-uvicorn", "channels-pubsub", "channels-redis"]
+    servers = [
+        "floor",
+        "switchboard",
+        "switchboard-deflate",
+        "switchboard-uvicorn",
+        "channels-pubsub",
+        "channels-redis",
+    ]
     runs = []
     if "W1" in workloads:
         runs += [("W1 saturation", s, n, 200, 1000) for s in servers for n in sizes]
@@ -217,10 +245,13 @@ def plan(smoke: bool, sizes: list[int], workloads: set[str]) -> list[tuple[str, 
         # 150 events, so that one slow event (1000 deliveries) is under 1% of the samples of p99.
         runs += [("W2 moderate", s, 1000, 5, 150) for s in servers]
     if "W3" in workloads:
-        # Idle subscribed sessions; a few events only check that every one is live.
-        runs += [("W3 memory", s, 2000, 5, 5) for s in servers]
+        # Idle subscribed sessions (RSS before the events), then after 200 events.
+        runs += [("W3 memory", s, 2000, 10, 200) for s in servers]
     if "W4" in workloads:
-        runs += [("W4 scale", s, 10_000, 2, 10) for s in ("switchboard", "switchboard-uvicorn")]
+        runs += [
+            ("W4 scale", s, 10_000, 2, 10)
+            for s in ("switchboard", "switchboard-deflate", "switchboard-uvicorn")
+        ]
     return runs
 
 
@@ -236,7 +267,15 @@ def main() -> int:
     )
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--only", help="comma-separated servers")
+    parser.add_argument(
+        "--client-deflate",
+        choices=["on", "off"],
+        default="on",
+        help="whether the load generator offers permessage-deflate as browsers do (on: every browser)",
+    )
     args = parser.parse_args()
+    global DEFLATE
+    DEFLATE = args.client_deflate
     runs = plan(args.smoke, [int(n) for n in args.sizes.split(",")], set(args.workloads.split(",")))
     if args.only:
         runs = [r for r in runs if r[1] in args.only.split(",")]

@@ -52,7 +52,7 @@ class Settings:
     # permessage-deflate: off (declined) by default; on, without context takeover, so each
     # rendered frame is compressed once for all its subscribers and no socket keeps zlib state.
     ws_compression: bool = False
-    ws_compression_min_bytes: int = 256
+    ws_compression_min_bytes: int = 128
 
     @property
     def dev(self) -> bool:
@@ -105,7 +105,7 @@ class Settings:
             log_level=env.get("SWITCHBOARD_LOG_LEVEL", "INFO").upper(),
             metrics_dir=env.get("SWITCHBOARD_METRICS_DIR") or None,
             ws_compression=_flag(env, "SWITCHBOARD_WS_COMPRESSION", default=False),
-            ws_compression_min_bytes=_whole(env, "SWITCHBOARD_WS_COMPRESSION_MIN_BYTES", 256),
+            ws_compression_min_bytes=_whole(env, "SWITCHBOARD_WS_COMPRESSION_MIN_BYTES", 128),
         )
 
 

@@ -2,7 +2,10 @@
 // every delivered event the time from publish (the "t" the publisher put in it) to receipt.
 //
 // node loadgen.mjs --url ws://127.0.0.1:8000/graphql --mode graphql|channels|floor --n 1000
-//   --events M [--token-prefix ...] [--idle 10]
+//   --events M [--token-prefix ...] [--idle 10] [--deflate on|off]
+// Every socket offers permessage-deflate exactly as Chromium does ("permessage-deflate;
+// client_max_window_bits", the `ws` default), unless --deflate off. It counts the bytes each
+// socket read from the wire after READY (frames as sent: compressed where negotiated).
 // Prints "CONNECTED <n>" once every session is subscribed, "READY" once every session has seen a
 // probe (seq -1), then one JSON line of results when every session has M events or the stream
 // has been idle for --idle seconds.
@@ -19,6 +22,7 @@ const { values: a } = parseArgs({
     tokens: { type: "string", default: "" },
     idle: { type: "string", default: "10" },
     concurrency: { type: "string", default: "200" },
+    deflate: { type: "string", default: "on" },
   },
 });
 const N = Number(a.n), M = Number(a.events), IDLE = Number(a.idle) * 1000;
@@ -32,6 +36,8 @@ const latencies = new Float64Array(Math.max(1, N * M));
 const firstLat = new Float64Array(M).fill(Infinity), lastLat = new Float64Array(M).fill(-Infinity);
 let nLat = 0, deliveries = 0, duplicates = 0, connected = 0, probed = 0, closed = 0;
 let first = 0, last = 0, lastActivity = now();
+let bytesAtReady = 0;
+const bytesRead = () => sessions.reduce((sum, s) => sum + (s.socket ? s.socket.bytesRead : 0), 0);
 const sessions = [];
 
 function onEvent(s, text) {
@@ -57,7 +63,7 @@ function onEvent(s, text) {
 let announced = false;
 function checkReady() {
   const alive = sessions.filter((x) => x.code === null).length;
-  if (!announced && connected === N && probed >= alive) { announced = true; console.log("READY"); }
+  if (!announced && connected === N && probed >= alive) { announced = true; bytesAtReady = bytesRead(); console.log("READY"); }
 }
 
 function open(i) {
@@ -67,8 +73,16 @@ function open(i) {
     const token = tokens.length ? tokens[i % tokens.length] : "";
     let url = a.url;
     if (a.mode === "channels") url += `?user=${i % 100}`;
-    const ws = new WebSocket(url, a.mode === "graphql" ? ["graphql-transport-ws"] : [], { perMessageDeflate: false });
+    const ws = new WebSocket(url, a.mode === "graphql" ? ["graphql-transport-ws"] : [], {
+      // Node's ws inflates through a limiter of 10 concurrent zlib calls by default: 1000 sockets
+      // would wait in its queue, which no browser (one socket per tab) does.
+      perMessageDeflate: a.deflate === "off" ? false : { concurrencyLimit: 1000 },
+    });
     s.ws = ws;
+    ws.on("upgrade", (response) => {
+      s.socket = response.socket;
+      s.answer = response.headers["sec-websocket-extensions"] || null; // what the server negotiated
+    });
     let ready = false;
     const done = () => { if (!ready) { ready = true; connected += 1; resolve(); } };
     ws.on("open", () => {
@@ -123,6 +137,7 @@ function maybeFinish(force = false) {
   const q = (p) => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] : null);
   const elapsed = last - first;
   const lost = N * M - deliveries;
+  const wire = bytesRead() - bytesAtReady;
   console.log(JSON.stringify({
     n: N, events: M, connected, deliveries, duplicates, lost,
     failed_to_connect: sessions.filter((s) => s.failed).length,
@@ -132,6 +147,9 @@ function maybeFinish(force = false) {
     deliveries_per_s: elapsed > 0 ? deliveries / elapsed : null,
     latency_s: { p50: q(0.5), p90: q(0.9), p99: q(0.99), max: lat.length ? lat[lat.length - 1] : null },
     per_event: perEvent(),
+    extensions: sessions.length ? sessions[0].answer : null,
+    wire_bytes: wire,
+    wire_bytes_per_delivery: deliveries ? wire / deliveries : null,
   }));
   for (const s of sessions) s.ws.terminate();
   setTimeout(() => process.exit(0), 100);
