@@ -77,6 +77,10 @@ bench/.venv-ref/.installed: bench/requirements-reference.txt
 bench/loadgen/node_modules/.package-lock.json: bench/loadgen/package.json bench/loadgen/package-lock.json
 	@npm ci --prefix bench/loadgen --no-audit --no-fund --loglevel=error >/dev/null 2>&1
 
+# Apollo Client and urql, pinned, for the tests of reconnecting stock clients.
+client_examples/stock/node_modules/.package-lock.json: client_examples/stock/package.json client_examples/stock/package-lock.json
+	@npm ci --prefix client_examples/stock --no-audit --no-fund --loglevel=error >/dev/null 2>&1
+
 bench-venv: bench/.venv-ref/.installed bench/loadgen/node_modules/.package-lock.json
 
 # Switchboard against Django Channels (both layers) and a websockets floor: bench/results/latest.*
@@ -92,7 +96,7 @@ run: install
 	$(BIN)/switchboard serve --host $(HOST) --port $(PORT)
 
 # The whole test suite: real redis-server, real server processes, real clients.
-test: install redis-server chromium bench/loadgen/node_modules/.package-lock.json
+test: install redis-server chromium bench/loadgen/node_modules/.package-lock.json client_examples/stock/node_modules/.package-lock.json
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

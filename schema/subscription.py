@@ -58,7 +58,10 @@ def make_subscription(event_types: Mapping[str, type[EventType]]) -> type:
     renderers = dict(event_types)
 
     async def events(
-        info: Info, groups: list[str] | None = None, since: list[SinceInput] | None = None
+        info: Info,
+        groups: list[str] | None = None,
+        since: list[SinceInput] | None = None,
+        notes: list[strawberry.ID] | None = None,
     ) -> AsyncGenerator[Any, None]:
         # Over WebSocket the endpoint serves this field itself, resuming from `since`.
         session = require_ws_session(context_of(info))
@@ -84,8 +87,11 @@ def make_subscription(event_types: Mapping[str, type[EventType]]) -> type:
             resolver=events,
             name="events",
             description="Everything delivered to this session, or only what comes from some of its groups. "
-            "With `since`, first every event missed in those groups after the given cursors (after a "
-            "ResumeEvent per group saying whether the gap could be recovered), then live events.",
+            "With `notes`, the session joins those notes for as long as this subscription runs (under the "
+            "note policy, counted together with openNote), so a client that re-subscribes after a "
+            "reconnect is back in its notes. With `since`, or the `resume` cursors of connection_init, "
+            "first every event missed in those groups after the cursors (after a ResumeEvent per group "
+            "saying whether the gap could be recovered), then live events.",
         )
         notify_field = strawberry.subscription(
             resolver=notify, name="notify", description="Notifications delivered to this session."

@@ -82,12 +82,17 @@ async def test_a_client_that_stops_reading_is_closed_as_slow_and_others_lose_not
             try:
                 await asyncio.to_thread(slow_subscribe, slow, note)
                 # ~14 MB: more than the kernel buffers hold, so the slow peer's queue overflows.
+                # Published from a thread: the bystander reads on this loop meanwhile (with
+                # deflate declined its frames are 24 KB each, no longer ~100 bytes).
                 count = 600
-                run_python(
-                    "from switchboard.publish import send_to_group_sync as s\n"
-                    f"for i in range({count}):\n"
-                    f"    s('note_{note}', 'data', payload={{'i': i, 'pad': 'x' * 24000}})",
-                    {**server.env},
+                publishing = asyncio.create_task(
+                    asyncio.to_thread(
+                        run_python,
+                        "from switchboard.publish import send_to_group_sync as s\n"
+                        f"for i in range({count}):\n"
+                        f"    s('note_{note}', 'data', payload={{'i': i, 'pad': 'x' * 24000}})",
+                        {**server.env},
+                    )
                 )
                 got: list[int] = []
                 while len(got) < count:  # the slow peer's JOIN arrives too: count data events
@@ -95,6 +100,7 @@ async def test_a_client_that_stops_reading_is_closed_as_slow_and_others_lose_not
                     if event["__typename"] == "DataEvent":
                         got.append(event["payload"]["i"])
                 assert got == list(range(count))
+                await publishing
                 code, frames = await asyncio.to_thread(slow.drain_until_closed)
                 assert code == 4008, (code, frames)
                 assert frames < count

@@ -174,3 +174,35 @@ async def test_several_streams_draw_from_one_session(layer: GroupLayer) -> None:
     await b.aclose()
     assert session.stream_count == 0
     await session.disconnect()
+
+
+async def test_a_disconnected_session_leaves_every_layer_group(layer: GroupLayer) -> None:
+    """The layer itself no longer holds the session's receiver, in any group it was in."""
+    user = User(id=unique("u"))
+    session = Session(layer, user)
+    before_all = layer.local_count("all")  # type: ignore[attr-defined]
+    await session.connect()
+    note, custom = unique("n"), unique("g")
+    await session.open_note(note)
+    await session.add_group(custom)
+    groups = [user.group, f"note_{note}", custom]
+    assert [layer.local_count(g) for g in groups] == [1, 1, 1]  # type: ignore[attr-defined]
+    assert layer.local_count("all") == before_all + 1  # type: ignore[attr-defined]
+    await session.disconnect()
+    assert [layer.local_count(g) for g in groups] == [0, 0, 0]  # type: ignore[attr-defined]
+    assert layer.local_count("all") == before_all  # type: ignore[attr-defined]
+
+
+async def test_a_note_stays_open_while_anyone_holds_it(layer: GroupLayer) -> None:
+    """openNote and a subscription that declared the note each hold it: closing one keeps it."""
+    session = Session(layer, User(id=unique("u")))
+    await session.connect()
+    note, subscription = unique("n"), object()
+    await session.open_note(note)  # openNote's hold
+    await session.open_note(note, holder=subscription)
+    await session.close_note(note)
+    assert f"note_{note}" in session.groups
+    await session.close_note(note, holder=subscription)
+    assert f"note_{note}" not in session.groups
+    assert layer.local_count(f"note_{note}") == 0  # type: ignore[attr-defined]
+    await session.disconnect()

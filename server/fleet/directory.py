@@ -73,6 +73,14 @@ class SessionInfo:
             int(data.get("subscription_count", 0)),
         )
 
+    def to_hash(self) -> dict[str, bytes]:
+        """The record as a Redis hash: each field of to_dict, as JSON (one encoding for both)."""
+        return {name: orjson.dumps(value) for name, value in self.to_dict().items()}
+
+    @classmethod
+    def from_hash(cls, raw: dict[bytes, bytes]) -> SessionInfo:
+        return cls.from_dict({name.decode(): orjson.loads(value) for name, value in raw.items()})
+
 
 class Directory(Protocol):
     process_id: str
@@ -201,12 +209,7 @@ class RedisDirectory:
 
     async def _write(self, session: Session, *, new: bool) -> None:
         key = self._session_key(session.id)
-        mapping = {
-            "user": session.user_id or "",
-            "process": self.process_id,
-            "groups": orjson.dumps(session.groups),
-            "connected_at": repr(session.connected_at),
-        }
+        mapping = SessionInfo.of(session, self.process_id).to_hash()
 
         def build(pipe: Any) -> None:
             pipe.hset(key, mapping=mapping)
@@ -252,16 +255,10 @@ class RedisDirectory:
                 if user_id is not None:
                     await self._run(lambda pipe, s=sid: pipe.srem(self._user_key(user_id), s))
                 continue
-            fields = {k.decode(): v.decode() for k, v in raw.items()}
-            infos.append(
-                SessionInfo(
-                    id=sid,
-                    user_id=fields.get("user") or None,
-                    groups=tuple(orjson.loads(fields.get("groups", "[]"))),
-                    connected_at=float(fields.get("connected_at", "0")),
-                    process=fields.get("process", ""),
-                )
-            )
+            try:
+                infos.append(SessionInfo.from_hash(raw))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                log.warning("ignored a malformed directory record for session %s", sid)
         if not infos:
             return []
         processes = sorted({i.process for i in infos})

@@ -28,6 +28,10 @@ Closer = Callable[[int, str], Coroutine[Any, Any, None]]
 """Closes the session's socket with a close code and a reason."""
 
 
+OPENED = "openNote"
+"""The hold openNote takes on a note (a subscription's hold is the subscription itself)."""
+
+
 class MembershipObserver(Protocol):
     """Told after a session joined or left a group (presence)."""
 
@@ -99,6 +103,7 @@ class Session:
         "_layer",
         "_listeners",
         "_max_notes",
+        "_note_holders",
         "_observer",
         "_queue_size",
         "connected_at",
@@ -130,6 +135,9 @@ class Session:
         self._max_notes = max_notes
         self._observer = observer
         self._groups: dict[str, None] = {}
+        # Who holds each open note: OPENED (openNote) and each subscription that declared it.
+        # The note is left when its last holder lets go, so closing one never drops the other.
+        self._note_holders: dict[str, set[object]] | None = None  # made with the first note
         self._listeners: dict[Listener, None] = {}
         self._closing: asyncio.Task[None] | None = None
         self._closed = False
@@ -204,23 +212,36 @@ class Session:
         if group in self._groups:
             await self._leave(group)
 
-    async def open_note(self, note_id: str) -> None:
-        """Join note_<id>, within the session's limit of open notes."""
+    async def open_note(self, note_id: str, holder: object = None) -> None:
+        """Join note_<id> for `holder` (None: openNote's own hold), within the session's limit of
+        open notes. A note stays joined while anyone holds it."""
         group = note_group(note_id)
         if group not in self._groups and len(self.notes) >= self._max_notes:
             raise Forbidden(f"at most {self._max_notes} notes may be open in one session")
         await self.add_group(group)
+        if self._note_holders is None:
+            self._note_holders = {}
+        self._note_holders.setdefault(group, set()).add(OPENED if holder is None else holder)
 
     @property
     def notes(self) -> list[str]:
         """Ids of the notes this session has open."""
         return [note for group in self._groups if (note := note_id_of(group)) is not None]
 
-    async def close_note(self, note_id: str) -> None:
-        await self.discard_group(note_group(note_id))
+    async def close_note(self, note_id: str, holder: object = None) -> None:
+        """Let go of note_<id> for `holder` (None: openNote's hold); left when nobody holds it."""
+        group = note_group(note_id)
+        holders = self._note_holders.get(group) if self._note_holders is not None else None
+        if holders is not None:
+            holders.discard(OPENED if holder is None else holder)
+            if holders:
+                return
+        await self.discard_group(group)
 
     async def _leave(self, group: str) -> None:
         self._groups.pop(group, None)
+        if self._note_holders is not None:
+            self._note_holders.pop(group, None)
         await self._layer.group_discard(group, self.dispatch)
         if self._observer is not None:
             await self._observer.left(self, group)

@@ -19,12 +19,13 @@ import orjson
 from switchboard import close_codes
 from switchboard.context import Context
 from switchboard.exceptions import SwitchboardError, Unavailable
+from switchboard.messages.groups import note_group
 from switchboard.sessions.session import Session
 from switchboard.ws.asgi_types import Receive, Scope, Send
 from switchboard.ws.opening import authenticate_connection, open_session
 from switchboard.ws.operations import Execute, Multiplexed, Stream, plan
 from switchboard.ws.protocol import LEGACY_WS, MAX_OPERATION_ID, State, coded
-from switchboard.ws.resume import catch_up
+from switchboard.ws.resume import catch_up, resume_cursors
 from switchboard.ws.subscription import WsSubscription
 from switchboard.ws.writer import FrameWriter
 
@@ -32,6 +33,10 @@ if TYPE_CHECKING:
     from switchboard.ws.endpoint import WebSocketEndpoint
 
 log = logging.getLogger(__name__)
+
+RESUME_WINDOW = 10.0
+"""Seconds after connection_ack in which new subscriptions resume from connection_init's cursors:
+a client re-subscribing after a reconnect does so at once; a subscription started later is new."""
 
 
 Operation = WsSubscription | asyncio.Task[None]
@@ -42,7 +47,6 @@ class Connection:
 
     __slots__ = (
         "_aborted",
-        "_catch_ups",
         "_handlers",
         "_receive",
         "_task",
@@ -54,6 +58,8 @@ class Connection:
         "opened_at",
         "ops",
         "pinged",
+        "resume",
+        "resume_until",
         "scope",
         "session",
         "state",
@@ -80,9 +86,11 @@ class Connection:
         self.last_ping = 0.0  # when the last ping was sent (or the ack, before the first ping)
         self.pinged = False
         self.state = State.AWAITING_INIT
+        # Cursors from connection_init (`resume`: group -> cursor) and when they stop applying.
+        self.resume: dict[str, str] | None = None
+        self.resume_until = 0.0
         self._receive = receive
         self._task: asyncio.Task[Any] | None = None
-        self._catch_ups: set[asyncio.Task[None]] | None = None  # made on the first resume
         self._aborted = False
         # One table per protocol, shared by every connection (a per-connection dict of bound
         # methods costs about a kilobyte a socket).
@@ -139,13 +147,14 @@ class Connection:
 
     async def _shutdown(self) -> None:
         ops, self.ops = self.ops, {}
-        tasks = list(self._catch_ups or ())
-        for task in tasks:
-            task.cancel()
+        tasks: list[asyncio.Task[None]] = []
         for op in ops.values():
             if isinstance(op, WsSubscription):
                 if self.session is not None:
                     self.session.remove_listener(op)
+                if op.opening is not None:
+                    op.opening.cancel()
+                    tasks.append(op.opening)
             else:
                 op.cancel()
                 tasks.append(op)
@@ -228,6 +237,11 @@ class Connection:
         if payload is not None and not isinstance(payload, dict):
             self.close(close_codes.BAD_REQUEST, "connection_init payload must be an object")
             return
+        try:
+            self.resume = resume_cursors(payload, self.endpoint.services.settings.max_notes + 2)
+        except SwitchboardError as exc:
+            self.close(close_codes.BAD_REQUEST, str(exc))
+            return
         services = self.endpoint.services
         try:
             user = authenticate_connection(services, payload, self.header("authorization"))
@@ -250,6 +264,8 @@ class Connection:
         ack = {"sessionId": session.id, "userId": user.id if user else None}
         self._send({"type": "connection_ack", "payload": ack})
         self.last_ping = time.monotonic()  # the first ping comes one interval after the ack
+        if self.resume:
+            self.resume_until = self.last_ping + RESUME_WINDOW
 
     async def _close_from_session(self, code: int, reason: str) -> None:
         self.close(code, reason)
@@ -297,9 +313,9 @@ class Connection:
                 op_id, [coded("too many operations in flight on this connection", "RATE_LIMITED")]
             )
             return
-        self._start(op_id, query, variables or {}, name)
+        await self._start(op_id, query, variables or {}, name)
 
-    def _start(self, op_id: str, query: str, variables: dict[str, Any], name: str | None) -> None:
+    async def _start(self, op_id: str, query: str, variables: dict[str, Any], name: str | None) -> None:
         planned = plan(self.endpoint.api, self.endpoint.documents, query, variables, name)
         if isinstance(planned, list):
             self._send_error(op_id, planned)
@@ -308,9 +324,9 @@ class Connection:
         elif isinstance(planned, Stream):
             self._spawn(op_id, self._stream(op_id, query, variables, name))
         else:
-            self._subscribe(op_id, planned, variables, name)
+            await self._subscribe(op_id, planned, variables, name)
 
-    def _subscribe(
+    async def _subscribe(
         self, op_id: str, planned: Multiplexed, variables: dict[str, Any], name: str | None
     ) -> None:
         session = self.session
@@ -319,22 +335,68 @@ class Connection:
         subscription = WsSubscription(
             self, op_id, planned.filter, planned.document, variables, name, planned.key
         )
-        if planned.since:
-            subscription.held = []  # listen first, then read the history: no gap between the two
+        since = planned.since + self._resumed(planned, {group for group, _ in planned.since})
+        if since or planned.notes:
+            subscription.held = []  # listen first, then join and read the history: no gap
         self.ops[op_id] = subscription
         session.add_listener(subscription)
-        if planned.since:
-            task = asyncio.get_running_loop().create_task(
-                self._catch_up(subscription, planned.since), name=f"switchboard-resume-{op_id[:16]}"
+        if subscription.held is not None:
+            subscription.opening = asyncio.get_running_loop().create_task(
+                self._open(subscription, planned.notes, since), name=f"switchboard-open-{op_id[:16]}"
             )
-            if self._catch_ups is None:
-                self._catch_ups = set()
-            self._catch_ups.add(task)
-            task.add_done_callback(self._catch_ups.discard)
+        await self.endpoint.services.control.changed(session)  # its subscription count
 
-    async def _catch_up(self, subscription: WsSubscription, since: list[tuple[str, str]]) -> None:
-        if not await catch_up(subscription, since, self.endpoint.services.layer, self.session):
+    def _resumed(self, planned: Multiplexed, explicit: set[str]) -> list[tuple[str, str]]:
+        """The connection_init cursors that apply to this subscription: for the groups it
+        covers, when it starts within RESUME_WINDOW of the ack (a client re-subscribing after a
+        reconnect), and unless `since` names the group itself."""
+        if not self.resume or time.monotonic() > self.resume_until:
+            return []
+        covered = planned.filter.groups
+        # A subscription to every group resumes the groups the session is in, or joins with it;
+        # one that names its groups resumes those.
+        mine = {note_group(note) for note in planned.notes}
+        if covered is None and self.session is not None:
+            mine.update(self.session.groups)
+        return [
+            (group, cursor)
+            for group, cursor in self.resume.items()
+            if group not in explicit and (group in mine or (covered is not None and group in covered))
+        ]
+
+    async def _open(
+        self, subscription: WsSubscription, notes: list[str], since: list[tuple[str, str]]
+    ) -> None:
+        """Join the notes the subscription declared, replay what it missed, release the held."""
+        session = self.session
+        services = self.endpoint.services
+        if session is None:
+            return
+        try:
+            for note in notes:
+                await services.authorizer.require_note(self.context.user, note)
+                subscription.notes += (note,)  # before joining: a stop meanwhile lets go of it
+                await session.open_note(note, holder=subscription)
+        except SwitchboardError as exc:
+            await self._release_notes(subscription)
+            if self.ops.get(subscription.id) is subscription:
+                del self.ops[subscription.id]
+                session.remove_listener(subscription)
+                self._send_error(subscription.id, [coded(str(exc), exc.code)])
+            await services.control.changed(session)
+            return
+        if notes:
+            await services.control.changed(session)  # its groups
+        if not await catch_up(subscription, since, services.layer, session):
             self.close(close_codes.SLOW_CONSUMER, "slow consumer: outgoing queue overflowed")
+
+    async def _release_notes(self, subscription: WsSubscription) -> None:
+        notes, subscription.notes = subscription.notes, ()
+        session = self.session
+        if session is None or session.closed:
+            return
+        for note in notes:
+            await session.close_note(note, holder=subscription)
 
     def _spawn(self, op_id: str, work: Awaitable[None]) -> None:
         async def run() -> None:
@@ -380,8 +442,15 @@ class Connection:
         if isinstance(op, WsSubscription):
             if self.session is not None:
                 self.session.remove_listener(op)
+            if op.opening is not None and not op.opening.done():
+                op.opening.cancel()
+                with suppress(asyncio.CancelledError):
+                    await op.opening
             if self.legacy:
                 self._send_complete(op_id)
+            await self._release_notes(op)
+            if self.session is not None and not self.session.closed:
+                await self.endpoint.services.control.changed(self.session)  # its subscription count
         else:
             op.cancel()
 

@@ -16,6 +16,7 @@ from graphql.execution.values import get_argument_values, get_variable_values
 
 from switchboard.exceptions import SwitchboardError
 from switchboard.messages.filters import EventFilter
+from switchboard.messages.groups import note_group
 from switchboard.ws.api import GraphQLApi
 from switchboard.ws.protocol import coded
 from switchboard.ws.render import DocumentCache
@@ -39,6 +40,7 @@ class Multiplexed:
     document: DocumentNode
     key: tuple[str, str | None, str]
     since: list[tuple[str, str]]  # (group, cursor) to replay first
+    notes: list[str]  # note ids to hold while the subscription runs
 
 
 Plan = Execute | Stream | Multiplexed
@@ -78,7 +80,13 @@ def plan(
     # as the subscription.
     key = (prepared.query, name, orjson.dumps(variables, option=orjson.OPT_SORT_KEYS).decode())
     since = [(_field(s, "group"), _field(s, "cursor")) for s in (args.get("since") or ())]
-    return Multiplexed(event_filter, prepared.document, key, since)
+    notes = [str(note) for note in dict.fromkeys(args.get("notes") or ())]
+    try:
+        for note in notes:
+            note_group(note)
+    except SwitchboardError as exc:
+        return [coded(str(exc), exc.code)]
+    return Multiplexed(event_filter, prepared.document, key, since, notes)
 
 
 def _field(value: Any, name: str) -> str:

@@ -3,13 +3,14 @@ release the live events held meanwhile, without duplicates."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from switchboard.exceptions import SwitchboardError
+from switchboard.exceptions import BadUserInput, SwitchboardError
 from switchboard.layers.base import GroupLayer
 from switchboard.layers.history import GroupHistory, Recovery
 from switchboard.messages.envelope import Envelope
 from switchboard.messages.events import RESUME
+from switchboard.messages.groups import require_valid_group_name
 from switchboard.sessions.session import Session
 
 if TYPE_CHECKING:
@@ -28,20 +29,52 @@ async def recover(layer: GroupLayer, session: Session | None, group: str, cursor
         return Recovery(group, False, reason=str(exc))
 
 
+def resume_cursors(payload: dict[str, Any] | None, limit: int) -> dict[str, str] | None:
+    """The `resume` cursors of a connection_init payload (group -> cursor), checked."""
+    resume = (payload or {}).get("resume")
+    if resume is None:
+        return None
+    if not isinstance(resume, dict) or len(resume) > limit:
+        raise BadUserInput(
+            f"connection_init resume must be an object of at most {limit} group: cursor entries"
+        )
+    for group, cursor in resume.items():
+        require_valid_group_name(group)
+        if not isinstance(cursor, str) or len(cursor) > 64:
+            raise BadUserInput(f"connection_init resume: the cursor of {group!r} must be a string")
+    return dict(resume)
+
+
 async def catch_up(
     subscription: WsSubscription, since: list[tuple[str, str]], layer: GroupLayer, session: Session | None
 ) -> bool:
     """A ResumeEvent per group, its missed events, then the held live ones; False if the
-    connection's queue overflowed on the held ones (the caller closes it as slow)."""
+    connection's queue overflowed on the way (the caller closes it as slow, 4008).
+
+    A group whose missed events would not fit the connection's queue is not replayed at all: its
+    ResumeEvent says `recovered: false` ("too many missed events"): the client refetches. Never
+    a partial replay called recovered."""
     replayed: dict[str, int] = {}
     for group, cursor in since:
         recovery = await recover(layer, session, group, cursor)
+        wanted = [event for event in recovery.events if subscription.filter.accepts(event)]
+        room = subscription.room() - 1  # the ResumeEvent itself takes a place
+        if recovery.recovered and len(wanted) > room:
+            recovery = Recovery(
+                group,
+                False,
+                reason=f"too many missed events ({len(wanted)}) for the connection's queue: refetch",
+                cursor=recovery.cursor,
+            )
+            wanted = []
         fields = {"recovered": recovery.recovered, "reason": recovery.reason, "cursor": recovery.cursor}
-        subscription.emit(Envelope(type=RESUME, group=group, fields=fields))
-        for event in recovery.events:
-            if subscription.filter.accepts(event):
-                subscription.emit(event)
-            replayed[group] = event.offset or 0
+        if not subscription.emit(Envelope(type=RESUME, group=group, fields=fields)):
+            return False
+        for event in wanted:
+            if not subscription.emit(event):
+                return False
+        if recovery.events:
+            replayed[group] = recovery.events[-1].offset or 0
     held, subscription.held = subscription.held or [], None
     for event in held:
         if event.offset is not None and event.offset <= replayed.get(event.group, -1):

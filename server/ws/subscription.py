@@ -3,6 +3,7 @@ writes rendered frames to the connection's writer."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -17,10 +18,22 @@ if TYPE_CHECKING:
 class WsSubscription:
     """A subscription multiplexed over its session: a Listener that writes rendered frames.
 
-    While it catches up on history (`events(since: ...)`), live events are held in `held`
-    (bounded like the queue) and released after the replay, without duplicates."""
+    While it joins the notes it declared and catches up on history, live events are held in
+    `held` (bounded like the queue) and released after the replay, without duplicates."""
 
-    __slots__ = ("_conn", "_prefix", "document", "filter", "held", "id", "key", "operation_name", "variables")
+    __slots__ = (
+        "_conn",
+        "_prefix",
+        "document",
+        "filter",
+        "held",
+        "id",
+        "key",
+        "notes",
+        "opening",
+        "operation_name",
+        "variables",
+    )
 
     def __init__(
         self,
@@ -40,11 +53,18 @@ class WsSubscription:
         self.operation_name = operation_name
         self.key = key
         self.held: list[Envelope] | None = None
+        self.notes: tuple[str, ...] = ()  # notes joined for this subscription (it holds them)
+        self.opening: asyncio.Task[None] | None = None  # joining notes, replaying history
         quoted = orjson.dumps(op_id).decode()
         if conn.legacy:
             self._prefix = '{"type":"data","id":' + quoted + ',"payload":'
         else:
             self._prefix = '{"id":' + quoted + ',"type":"next","payload":'
+
+    def room(self) -> int:
+        """Frames the connection's queue can still take."""
+        writer = self._conn.writer
+        return writer.limit - len(writer)
 
     def offer(self, message: Envelope) -> bool:
         if self.held is not None:
