@@ -40,6 +40,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _token(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
+    if args.ttl > settings.max_token_ttl:
+        print(
+            f"--ttl {args.ttl} exceeds SWITCHBOARD_MAX_TOKEN_TTL ({settings.max_token_ttl}):"
+            " servers would refuse it",
+            file=sys.stderr,
+        )
+        return 2
     print(mint_token(settings.secret, args.user, publisher=args.publisher, ttl=args.ttl))
     return 0
 

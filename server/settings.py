@@ -17,6 +17,7 @@ Mode = Literal["dev", "prod"]
 # Used only in development mode when SWITCHBOARD_SECRET is unset, so that the quick start works.
 DEVELOPMENT_SECRET = "switchboard-development-secret-do-not-use-in-production"
 MIN_SECRET_LENGTH = 32
+DEFAULT_MAX_TOKEN_TTL = 7 * 24 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,9 @@ class Settings:
     metrics_dir: str | None = None  # set by `serve --workers N`: where workers share their metrics
     # permessage-deflate: off (declined) by default; on, without context takeover, so each
     # rendered frame is compressed once for all its subscribers and no socket keeps zlib state.
+    max_token_ttl: int = DEFAULT_MAX_TOKEN_TTL  # tokens living longer are refused
+    max_request_bytes: int = 64 * 1024  # HTTP request bodies
+    max_variables_bytes: int = 4096  # a subscription's variables, encoded
     ws_compression: bool = False
     ws_compression_min_bytes: int = 128
 
@@ -69,6 +73,11 @@ class Settings:
         if mode == "prod" and len(secret) < MIN_SECRET_LENGTH:
             raise ConfigurationError(
                 f"production mode needs SWITCHBOARD_SECRET of at least {MIN_SECRET_LENGTH} characters"
+            )
+        if mode == "prod" and secret == DEVELOPMENT_SECRET:
+            # It is in the source: anyone could mint a publisher token.
+            raise ConfigurationError(
+                "production mode refuses the development secret: set your own SWITCHBOARD_SECRET"
             )
         log_format = env.get("SWITCHBOARD_LOG_FORMAT", "text").strip().lower()
         if log_format not in ("text", "json"):
@@ -104,6 +113,9 @@ class Settings:
             log_format="json" if log_format == "json" else "text",
             log_level=env.get("SWITCHBOARD_LOG_LEVEL", "INFO").upper(),
             metrics_dir=env.get("SWITCHBOARD_METRICS_DIR") or None,
+            max_request_bytes=_positive_int(env, "SWITCHBOARD_MAX_REQUEST_BYTES", 64 * 1024),
+            max_variables_bytes=_positive_int(env, "SWITCHBOARD_MAX_VARIABLES_BYTES", 4096),
+            max_token_ttl=_positive_int(env, "SWITCHBOARD_MAX_TOKEN_TTL", DEFAULT_MAX_TOKEN_TTL),
             ws_compression=_flag(env, "SWITCHBOARD_WS_COMPRESSION", default=False),
             ws_compression_min_bytes=_whole(env, "SWITCHBOARD_WS_COMPRESSION_MIN_BYTES", 128),
         )

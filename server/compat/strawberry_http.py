@@ -18,24 +18,39 @@ SUBSCRIPTION_OVER_HTTP = (
 )
 
 
-@lru_cache(maxsize=512)
-def is_subscription(query: str | None, operation_name: str | None) -> bool:
-    """Apps send the same few documents again and again: each is parsed here once, not per request."""
+CACHED_QUERY_LENGTH = 4096  # longer documents are parsed each time rather than kept
+
+
+def is_subscription(query: str | None, operation_name: str | None, max_tokens: int | None = None) -> bool:
+    """Whether the request is a subscription; parsing stops at `max_tokens` (the schema's limit),
+    so a huge document costs no more than a refused one."""
+    if query is not None and len(query) > CACHED_QUERY_LENGTH:
+        return _is_subscription(query, operation_name, max_tokens)
+    return _cached(query, operation_name, max_tokens)
+
+
+def _is_subscription(query: str | None, operation_name: str | None, max_tokens: int | None) -> bool:
     try:
-        operation = get_operation_ast(parse(query or ""), operation_name)
+        operation = get_operation_ast(parse(query or "", max_tokens=max_tokens), operation_name)
     except GraphQLError:
-        return False  # let Strawberry report the syntax error
+        return False  # let Strawberry report the error (with the same token limit)
     return operation is not None and operation.operation is OperationType.SUBSCRIPTION
+
+
+# Apps send the same few documents again and again: each is parsed here once, not per request.
+_cached = lru_cache(maxsize=512)(_is_subscription)
 
 
 class RefuseSubscriptions:
     """Mixed into a Strawberry view (before it): a subscription gets BAD_USER_INPUT."""
 
+    max_tokens: int | None = None  # the schema's token limit, set by the view
+
     async def execute_operation(
         self, request: Any, request_adapter: Any, request_data: Any, *args: Any, **kwargs: Any
     ) -> Any:
         if not isinstance(request_data, list) and is_subscription(
-            request_data.query, request_data.operation_name
+            request_data.query, request_data.operation_name, self.max_tokens
         ):
             error = GraphQLError(SUBSCRIPTION_OVER_HTTP, extensions={"code": "BAD_USER_INPUT"})
             return ExecutionResult(data=None, errors=[error])

@@ -58,10 +58,23 @@ def decide(
     return Recovery(group, True, tuple(events), cursor=cursor)
 
 
+MAX_CURSOR_LENGTH = 64
+
+
 def parse_cursor(cursor: str) -> tuple[str, int]:
+    """`<epoch>:<offset>` as the history hands it out; BadUserInput for anything else (the
+    offset is ASCII digits within 64 bits, so it never reaches Redis as something it rejects)."""
     epoch, sep, offset = cursor.rpartition(":")
-    if not sep or not epoch or not offset.isdigit():
-        raise BadUserInput(f"cursor {cursor!r} is not <epoch>:<offset>")
+    valid = (
+        sep
+        and epoch
+        and len(cursor) <= MAX_CURSOR_LENGTH
+        and offset.isascii()
+        and offset.isdigit()
+        and len(offset) <= 18
+    )
+    if not valid:
+        raise BadUserInput(f"cursor {cursor[:MAX_CURSOR_LENGTH]!r} is not <epoch>:<offset>")
     return epoch, int(offset)
 
 

@@ -10,10 +10,12 @@ import jwt
 
 from switchboard.exceptions import BadUserInput, Unauthenticated
 from switchboard.messages.groups import user_group
+from switchboard.settings import DEFAULT_MAX_TOKEN_TTL
 
 ALGORITHM = "HS256"
 PUBLISHER_ROLE = "publisher"
 DEFAULT_TOKEN_TTL = 24 * 3600
+MAX_TOKEN_TTL = DEFAULT_MAX_TOKEN_TTL  # SWITCHBOARD_MAX_TOKEN_TTL's default
 BEARER = "bearer "
 
 
@@ -44,14 +46,19 @@ def mint_token(secret: str, user_id: str, *, publisher: bool = False, ttl: int =
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify_token(secret: str, token: str) -> User:
-    """The user a token names; raise Unauthenticated for anything but a valid, unexpired HS256 token."""
+def verify_token(secret: str, token: str, max_ttl: int = MAX_TOKEN_TTL) -> User:
+    """The user a token names; raise Unauthenticated for anything but a valid, unexpired HS256
+    token whose lifetime (exp - iat, or what is left of it without iat) is at most `max_ttl`."""
     try:
         claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp"]})
     except jwt.ExpiredSignatureError:
         raise Unauthenticated("token has expired") from None
     except jwt.InvalidTokenError as exc:
         raise Unauthenticated(f"invalid token: {exc}") from None
+    issued = claims.get("iat")
+    start = issued if isinstance(issued, int | float) else time.time()
+    if claims["exp"] - start > max_ttl:
+        raise Unauthenticated(f"token lifetime exceeds the server's maximum of {max_ttl} seconds")
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub:
         raise Unauthenticated("token subject must be a non-empty string")
@@ -77,10 +84,10 @@ def token_from_header(value: str | None) -> str | None:
     return token
 
 
-def authenticate(secret: str, authorization: str | None) -> User | None:
+def authenticate(secret: str, authorization: str | None, max_ttl: int = MAX_TOKEN_TTL) -> User | None:
     """The user behind an Authorization value; None for no value; raise for a bad one."""
     token = token_from_header(authorization)
-    return None if token is None else verify_token(secret, token)
+    return None if token is None else verify_token(secret, token, max_ttl)
 
 
 def authorization_from_params(params: Mapping[str, object] | None) -> str | None:

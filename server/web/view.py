@@ -48,6 +48,8 @@ class SwitchboardView(RefuseSubscriptions, GraphQLView[Context, None]):
         self.services = services
         settings = services.settings
         self.buckets = BucketTable(settings.mutation_rate, settings.mutation_burst)
+        limits = getattr(schema, "limits", None)  # a SwitchboardSchema's query limits
+        self.max_tokens = getattr(limits, "max_tokens", None)
 
     async def render_graphql_ide(self, request: Request) -> Response:
         page = offline_graphiql()
@@ -64,7 +66,8 @@ class SwitchboardView(RefuseSubscriptions, GraphQLView[Context, None]):
 
     async def dispatch_request(self, **kwargs: object) -> Any:
         try:
-            user = authenticate(self.services.settings.secret, request.headers.get("Authorization"))
+            settings = self.services.settings
+            user = authenticate(settings.secret, request.headers.get("Authorization"), settings.max_token_ttl)
         except Unauthenticated as exc:
             return error_response(exc)
         try:

@@ -316,7 +316,17 @@ class Connection:
         await self._start(op_id, query, variables or {}, name)
 
     async def _start(self, op_id: str, query: str, variables: dict[str, Any], name: str | None) -> None:
-        planned = plan(self.endpoint.api, self.endpoint.documents, query, variables, name)
+        settings = self.endpoint.services.settings
+        max_groups = settings.max_notes + 2  # all, user_<id> and the notes
+        planned = plan(
+            self.endpoint.api,
+            self.endpoint.documents,
+            query,
+            variables,
+            name,
+            max_groups,
+            settings.max_variables_bytes,
+        )
         if isinstance(planned, list):
             self._send_error(op_id, planned)
         elif isinstance(planned, Execute):

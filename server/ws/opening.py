@@ -22,7 +22,7 @@ def authenticate_connection(
     authorization = authorization_from_params(payload)
     if authorization is None:
         authorization = header
-    return authenticate(services.settings.secret, authorization)
+    return authenticate(services.settings.secret, authorization, services.settings.max_token_ttl)
 
 
 async def open_session(

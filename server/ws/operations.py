@@ -15,8 +15,9 @@ from graphql import DocumentNode, FieldNode, GraphQLError, OperationType
 from graphql.execution.values import get_argument_values, get_variable_values
 
 from switchboard.exceptions import SwitchboardError
+from switchboard.layers.history import parse_cursor
 from switchboard.messages.filters import EventFilter
-from switchboard.messages.groups import note_group
+from switchboard.messages.groups import note_group, require_valid_group_name
 from switchboard.ws.api import GraphQLApi
 from switchboard.ws.protocol import coded
 from switchboard.ws.render import DocumentCache
@@ -47,7 +48,13 @@ Plan = Execute | Stream | Multiplexed
 
 
 def plan(
-    api: GraphQLApi, documents: DocumentCache, query: str, variables: dict[str, Any], name: str | None
+    api: GraphQLApi,
+    documents: DocumentCache,
+    query: str,
+    variables: dict[str, Any],
+    name: str | None,
+    max_groups: int = 64,
+    max_variables_bytes: int = 4096,
 ) -> Plan | list[Any]:
     """How to run one operation, or the errors that refuse it (formatted for the client)."""
     prepared = documents.prepare(query)
@@ -58,6 +65,12 @@ def plan(
         return [coded("no operation with that name in the document", "GRAPHQL_VALIDATION_FAILED")]
     if operation.operation is not OperationType.SUBSCRIPTION:
         return Execute()
+    # A subscription keeps its variables as long as it runs, and every event is rendered with them.
+    encoded = orjson.dumps(variables, option=orjson.OPT_SORT_KEYS).decode()
+    if len(encoded) > max_variables_bytes:
+        return [
+            coded(f"a subscription's variables take at most {max_variables_bytes} bytes", "BAD_USER_INPUT")
+        ]
     (field, *rest) = operation.selection_set.selections
     if not isinstance(field, FieldNode) or rest:
         return Stream()
@@ -78,12 +91,18 @@ def plan(
         return [coded(str(exc), exc.code)]
     # decode(): orjson's bytes keep a 4 KiB buffer however short, and the key lives as long
     # as the subscription.
-    key = (prepared.query, name, orjson.dumps(variables, option=orjson.OPT_SORT_KEYS).decode())
+    key = (prepared.query, name, encoded)
     since = [(_field(s, "group"), _field(s, "cursor")) for s in (args.get("since") or ())]
     notes = [str(note) for note in dict.fromkeys(args.get("notes") or ())]
+    if len(since) > max_groups or len(notes) > max_groups:
+        # No session is in more groups than this: a longer list is only work for the server.
+        return [coded(f"since and notes take at most {max_groups} entries", "BAD_USER_INPUT")]
     try:
         for note in notes:
             note_group(note)
+        for group, cursor in since:
+            require_valid_group_name(group)
+            parse_cursor(cursor)
     except SwitchboardError as exc:
         return [coded(str(exc), exc.code)]
     return Multiplexed(event_filter, prepared.document, key, since, notes)

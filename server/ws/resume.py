@@ -3,11 +3,12 @@ release the live events held meanwhile, without duplicates."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
-from switchboard.exceptions import BadUserInput, SwitchboardError
+from switchboard.exceptions import BadUserInput, SwitchboardError, Unavailable
 from switchboard.layers.base import GroupLayer
-from switchboard.layers.history import GroupHistory, Recovery
+from switchboard.layers.history import GroupHistory, Recovery, parse_cursor
 from switchboard.messages.envelope import Envelope
 from switchboard.messages.events import RESUME
 from switchboard.messages.groups import require_valid_group_name
@@ -15,6 +16,8 @@ from switchboard.sessions.session import Session
 
 if TYPE_CHECKING:
     from switchboard.ws.subscription import WsSubscription
+
+log = logging.getLogger(__name__)
 
 
 async def recover(layer: GroupLayer, session: Session | None, group: str, cursor: str) -> Recovery:
@@ -25,6 +28,9 @@ async def recover(layer: GroupLayer, session: Session | None, group: str, cursor
         return Recovery(group, False, reason="this layer keeps no history")
     try:
         return await layer.history_since(group, cursor)
+    except Unavailable as exc:
+        log.warning("could not read the history of %s: %s", group, exc)  # Redis' words stay here
+        return Recovery(group, False, reason="the history could not be read now: refetch")
     except SwitchboardError as exc:
         return Recovery(group, False, reason=str(exc))
 
@@ -40,8 +46,9 @@ def resume_cursors(payload: dict[str, Any] | None, limit: int) -> dict[str, str]
         )
     for group, cursor in resume.items():
         require_valid_group_name(group)
-        if not isinstance(cursor, str) or len(cursor) > 64:
+        if not isinstance(cursor, str):
             raise BadUserInput(f"connection_init resume: the cursor of {group!r} must be a string")
+        parse_cursor(cursor)
     return dict(resume)
 
 

@@ -1,0 +1,186 @@
+"""Budgets in bytes and time: refused before they cost anything, each answered on its own
+operation, while a bystander receives every event published meanwhile, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from switchboard.exceptions import ConfigurationError
+from switchboard.security.auth import mint_token
+from switchboard.settings import DEVELOPMENT_SECRET, Settings
+from tests.conftest import token, unique
+from tests.support.client import WsClient, http
+from tests.support.frames import FramePeer
+from tests.support.processes import ROOT, TEST_SECRET, ServerProcess
+
+NOTIFY = "mutation($g: String!, $m: String!) { sendNotify(group: $g, message: $m) { id } }"
+EVENTS = "subscription($s: [SinceInput!]) { events(since: $s) { __typename } }"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerProcess]:
+    started = ServerProcess().start()
+    yield started
+    started.stop()
+
+
+def rss(server: ServerProcess) -> int:
+    assert server.proc is not None
+    line = next(
+        x for x in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines() if x.startswith("VmRSS:")
+    )
+    return int(line.split()[1]) * 1024
+
+
+@pytest.fixture
+async def bystander(server: ServerProcess) -> AsyncIterator[Callable[[Awaitable[Any]], Awaitable[Any]]]:
+    """Runs an attack while events are published to a bystander, then checks it got them all."""
+    user = unique("b")
+    async with WsClient(server.ws_url, token(user)) as client:
+        events = await client.events([f"user_{user}"])
+
+        async def during(attack: Awaitable[Any]) -> Any:
+            sent: list[str] = []
+
+            async def publish() -> None:
+                for i in range(20):
+                    sent.append(f"m{i}")
+                    body = await http(
+                        server.http_url,
+                        NOTIFY,
+                        token=token("svc", publisher=True),
+                        g=f"user_{user}",
+                        m=sent[-1],
+                    )
+                    assert "errors" not in body, body
+                    await asyncio.sleep(0.02)
+
+            result, _ = await asyncio.gather(attack, publish())
+            started = time.monotonic()
+            got = [(await events.next())["events"]["message"] for _ in sent]
+            assert got == sent
+            assert time.monotonic() - started < 2.0, "the bystander's events came late"
+            return result
+
+        yield during
+
+
+def test_production_refuses_the_development_secret() -> None:
+    with pytest.raises(ConfigurationError, match="development secret"):
+        Settings.from_env({"SWITCHBOARD_MODE": "prod", "SWITCHBOARD_SECRET": DEVELOPMENT_SECRET})
+    done = subprocess.run(
+        [sys.executable, "-m", "switchboard", "serve", "--port", "1"],
+        env={"SWITCHBOARD_MODE": "prod", "SWITCHBOARD_SECRET": DEVELOPMENT_SECRET, "PATH": "/usr/bin:/bin"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0 and "development secret" in done.stderr
+
+
+async def test_a_token_living_longer_than_the_maximum_is_refused(server: ServerProcess) -> None:
+    forever = mint_token(TEST_SECRET, unique("u"), ttl=365 * 24 * 3600)
+    body = await http(server.http_url, "{ me { id } }", token=forever)
+    assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert "lifetime" in body["errors"][0]["message"]
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "switchboard", "token", "--user", "u", "--ttl", str(365 * 24 * 3600)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "SWITCHBOARD_MAX_TOKEN_TTL" in done.stderr
+
+
+async def test_a_2_mb_http_body_is_refused_before_it_is_read(
+    server: ServerProcess, bystander: Callable[[Awaitable[Any]], Awaitable[Any]]
+) -> None:
+    query = "{ " + "me { id } " * 200_000 + "}"  # 2 MB
+
+    async def attack() -> list[int]:
+        async with httpx.AsyncClient(timeout=10) as client:
+            replies = await asyncio.gather(
+                *(client.post(server.http_url, json={"query": query}) for _ in range(5))
+            )
+        return [r.status_code for r in replies]
+
+    before = rss(server)
+    assert await bystander(attack()) == [413] * 5
+    assert rss(server) - before < 8 << 20
+
+
+async def test_a_token_heavy_document_stops_at_the_token_limit(
+    server: ServerProcess, bystander: Callable[[Awaitable[Any]], Awaitable[Any]]
+) -> None:
+    """60 KB (under the body limit) of 30,000 tokens: refused at token 2000, not parsed whole."""
+    query = "{ " + "a " * 30_000 + "}"
+
+    async def attack() -> list[dict[str, Any]]:
+        async with httpx.AsyncClient(timeout=10) as client:
+            replies = await asyncio.gather(
+                *(client.post(server.http_url, json={"query": query}) for _ in range(20))
+            )
+        return [r.json() for r in replies]
+
+    started = time.monotonic()
+    bodies = await bystander(attack())
+    assert all(
+        "token limit" in b["errors"][0]["message"].lower() or "tokens" in b["errors"][0]["message"]
+        for b in bodies
+    ), bodies[0]
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize(
+    ("since", "fragment"),
+    [
+        ([{"group": "all", "cursor": "abc:1²"}], "is not <epoch>:<offset>"),  # isdigit() yet no int
+        ([{"group": "all", "cursor": "abc:" + "9" * 40}], "is not <epoch>:<offset>"),  # past 64 bits
+        ([{"group": "all", "cursor": "nocolon"}], "is not <epoch>:<offset>"),
+        ([{"group": f"g{i}", "cursor": "e:1"} for i in range(1500)], "at most"),  # 1500 groups, 44 KB
+    ],
+)
+async def test_a_bad_cursor_fails_that_subscription_and_nothing_else(
+    server: ServerProcess,
+    bystander: Callable[[Awaitable[Any]], Awaitable[Any]],
+    since: list[dict[str, str]],
+    fragment: str,
+) -> None:
+    async with FramePeer("127.0.0.1", server.port) as peer:
+        await peer.init(token(unique("u")))
+
+        async def attack() -> dict[str, Any]:
+            await peer.send(
+                {"id": "1", "type": "subscribe", "payload": {"query": EVENTS, "variables": {"s": since}}}
+            )
+            return (await peer.message())[1]
+
+        refused = await bystander(attack())
+        assert refused["type"] == "error" and refused["id"] == "1"
+        assert refused["payload"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+        assert fragment in refused["payload"][0]["message"]
+        await peer.send({"id": "2", "type": "subscribe", "payload": {"query": "{ session { id } }"}})
+        _, fine = await peer.message()
+        assert fine["type"] == "next" and fine["id"] == "2"
+
+
+async def test_a_subscriptions_variables_are_bounded(server: ServerProcess) -> None:
+    async with FramePeer("127.0.0.1", server.port) as peer:
+        await peer.init(token(unique("u")))
+        fat = {"s": [], "unused": "x" * 5000}
+        await peer.send({"id": "1", "type": "subscribe", "payload": {"query": EVENTS, "variables": fat}})
+        _, refused = await peer.message()
+        assert refused["payload"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+        assert "variables" in refused["payload"][0]["message"]
