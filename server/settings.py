@@ -55,6 +55,7 @@ class Settings:
     max_token_ttl: int = DEFAULT_MAX_TOKEN_TTL  # tokens living longer are refused
     max_request_bytes: int = 64 * 1024  # HTTP request bodies
     max_variables_bytes: int = 4096  # a subscription's variables, encoded
+    queue_bytes: int = 1 << 20  # a connection's outgoing queue, besides queue_size frames
     ws_compression: bool = False
     ws_compression_min_bytes: int = 128
 
@@ -115,6 +116,7 @@ class Settings:
             metrics_dir=env.get("SWITCHBOARD_METRICS_DIR") or None,
             max_request_bytes=_positive_int(env, "SWITCHBOARD_MAX_REQUEST_BYTES", 64 * 1024),
             max_variables_bytes=_positive_int(env, "SWITCHBOARD_MAX_VARIABLES_BYTES", 4096),
+            queue_bytes=_positive_int(env, "SWITCHBOARD_QUEUE_BYTES", 1 << 20),
             max_token_ttl=_positive_int(env, "SWITCHBOARD_MAX_TOKEN_TTL", DEFAULT_MAX_TOKEN_TTL),
             ws_compression=_flag(env, "SWITCHBOARD_WS_COMPRESSION", default=False),
             ws_compression_min_bytes=_whole(env, "SWITCHBOARD_WS_COMPRESSION_MIN_BYTES", 128),

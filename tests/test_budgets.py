@@ -20,7 +20,9 @@ from switchboard.settings import DEVELOPMENT_SECRET, Settings
 from tests.conftest import token, unique
 from tests.support.client import WsClient, http
 from tests.support.frames import FramePeer
-from tests.support.processes import ROOT, TEST_SECRET, ServerProcess
+from tests.support.processes import ROOT, TEST_SECRET, ServerProcess, run_python
+from tests.support.raw import StalledPeer
+from tests.test_lifecycle import slow_subscribe
 
 NOTIFY = "mutation($g: String!, $m: String!) { sendNotify(group: $g, message: $m) { id } }"
 EVENTS = "subscription($s: [SinceInput!]) { events(since: $s) { __typename } }"
@@ -181,3 +183,51 @@ async def test_a_subscriptions_variables_are_bounded(server: ServerProcess) -> N
         _, refused = await peer.message()
         assert refused["payload"][0]["extensions"]["code"] == "BAD_USER_INPUT"
         assert "variables" in refused["payload"][0]["message"]
+
+
+async def test_readers_that_stall_on_large_events_cost_their_byte_budget_not_the_process(
+    redis_url: str, prefix: str
+) -> None:
+    """20 connections stop reading while 200 events of 29 KB go to their note: each is closed with
+    4008 once its queue holds SWITCHBOARD_QUEUE_BYTES (payloads shared, not copied per socket);
+    the process grows by a few MB instead of 20 x 1024 frames x 29 KB; the bystander gets all."""
+    server = ServerProcess({"REDIS_URL": redis_url, "SWITCHBOARD_PREFIX": prefix}).start()
+    note = unique("n")
+    stalled: list[StalledPeer] = []
+    try:
+        async with WsClient(server.ws_url, token(unique("b"))) as bystander:
+            await bystander.execute("mutation($n: ID!) { openNote(noteId: $n) { id } }", n=note)
+            events = await bystander.events([f"note_{note}"])
+            for _ in range(20):
+                peer = await asyncio.to_thread(StalledPeer, "127.0.0.1", server.port)
+                stalled.append(peer)
+                await asyncio.to_thread(slow_subscribe, peer, note)
+            await asyncio.sleep(0.3)
+            before = rss(server)
+            count = 200
+            publishing = asyncio.create_task(
+                asyncio.to_thread(
+                    run_python,
+                    "import time\n"
+                    "from switchboard.publish import send_to_group_sync as s\n"
+                    f"for i in range({count}):\n"
+                    f"    s('note_{note}', 'data', payload={{'i': i, 'pad': 'x' * 29000}})\n"
+                    "    time.sleep(0.005)",
+                    {**server.env},
+                )
+            )
+            got: list[int] = []
+            while len(got) < count:
+                event = (await events.next(10))["events"]
+                if event["__typename"] == "DataEvent":
+                    got.append(event["payload"]["i"])
+            await publishing
+            assert got == list(range(count))
+            growth = rss(server) - before
+            closes = await asyncio.gather(*(asyncio.to_thread(p.drain_until_closed) for p in stalled))
+            assert [code for code, _ in closes] == [4008] * len(stalled)
+            assert growth < 48 << 20, f"RSS grew {growth / 1e6:.0f} MB"
+    finally:
+        for peer in stalled:
+            peer.close()
+        server.stop()

@@ -188,3 +188,23 @@ async def test_writers_woken_in_one_turn_are_started_together_after_it() -> None
     await asyncio.sleep(0)
     assert [m["text"] for m in gate.sent] == ["a0", "b0", "a1", "b1", "a2", "b2"]
     assert all(w._task is None for w in writers)  # no send had to wait: no task
+
+
+async def test_the_queue_is_bounded_in_bytes_too_and_shares_payloads() -> None:
+    gate = Gate()
+    gate.open.clear()
+    writer = FrameWriter(gate, limit=100, max_bytes=1000)
+    payload = "p" * 590  # rendered once, queued by reference: ('{"id":..', payload)
+    assert writer.offer(("<", payload))
+    await asyncio.sleep(0)  # in flight: no longer counted
+    assert writer.offer(("<", payload)) and writer.queued_bytes == 592
+    assert not writer.offer(("<", payload))  # 1184 bytes would pass the budget
+    assert writer.offer("small")
+    gate.open.set()
+    await settle(writer)
+    assert [m["text"] for m in gate.sent] == ["<" + payload + "}"] * 2 + ["small"]
+    assert writer.queued_bytes == 0
+
+    alone = FrameWriter(Gate(), limit=100, max_bytes=1000)
+    assert alone.offer("x" * 5000)  # larger than the budget, but alone in an empty queue
+    await settle(alone)

@@ -78,7 +78,9 @@ class Connection:
         self.endpoint = endpoint
         self.scope = scope
         self.legacy = subprotocol == LEGACY_WS
-        self.writer = FrameWriter(send, settings.queue_size, batch=endpoint.flush_batch)
+        self.writer = FrameWriter(
+            send, settings.queue_size, batch=endpoint.flush_batch, max_bytes=settings.queue_bytes
+        )
         self.context = Context(endpoint.services, request=self, bucket=endpoint.services.new_bucket())
         self.session: Session | None = None
         self.ops: dict[str, Operation] = {}

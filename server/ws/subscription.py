@@ -87,4 +87,4 @@ class WsSubscription:
         )
         if payload is None:
             return True
-        return conn.writer.offer(self._prefix + payload + "}")
+        return conn.writer.offer((self._prefix, payload))

@@ -20,6 +20,15 @@ from switchboard.ws.asgi_types import Send
 
 log = logging.getLogger(__name__)
 
+Frame = str | tuple[str, str]
+"""A text frame, or (prefix, payload) of a subscription's `next`: the payload, rendered once per
+document, is shared by every socket that queues it and joined (with the closing brace) only when
+this socket sends it."""
+
+
+def frame_size(frame: Frame) -> int:
+    return len(frame) if isinstance(frame, str) else len(frame[0]) + len(frame[1]) + 1
+
 
 class FlushBatch:
     """Starts the writers woken during one turn of the event loop, once that turn is over."""
@@ -48,10 +57,12 @@ class FrameWriter:
 
     __slots__ = (
         "_batch",
+        "_bytes",
         "_close",
         "_draining",
         "_frames",
         "_limit",
+        "_max_bytes",
         "_name",
         "_send",
         "_task",
@@ -61,13 +72,20 @@ class FrameWriter:
     )
 
     def __init__(
-        self, send: Send, limit: int, name: str = "switchboard-ws-writer", batch: FlushBatch | None = None
+        self,
+        send: Send,
+        limit: int,
+        name: str = "switchboard-ws-writer",
+        batch: FlushBatch | None = None,
+        max_bytes: int = 1 << 20,
     ) -> None:
         self._send = send
         self._batch = batch  # None: start each drain at once
         self._limit = limit
+        self._max_bytes = max_bytes
+        self._bytes = 0  # characters of the queued frames
         self._name = name
-        self._frames: deque[str] | None = None  # created by the first frame, dropped when drained
+        self._frames: deque[Frame] | None = None  # created by the first frame, dropped when drained
         self._close: tuple[int, str] | None = None
         self._task: asyncio.Task[None] | None = None  # carries on a drain that had to wait
         self._draining = False
@@ -79,18 +97,25 @@ class FrameWriter:
     def limit(self) -> int:
         return self._limit
 
-    def offer(self, frame: str) -> bool:
-        """Queue `frame`; False when the queue is full. After close, frames are dropped."""
+    def offer(self, frame: Frame) -> bool:
+        """Queue `frame`; False when the queue is full, in frames or in bytes (a frame larger
+        than the byte budget still goes alone into an empty queue). After close, dropped."""
         if self.closed:
             return True
+        size = frame_size(frame)
         frames = self._frames
         if frames is None:
             frames = self._frames = deque()
-        elif len(frames) >= self._limit:
+        elif len(frames) >= self._limit or self._bytes + size > self._max_bytes:
             return False
         frames.append(frame)
+        self._bytes += size
         self._wake()
         return True
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._bytes
 
     def close(self, code: int, reason: str, *, flush: bool = False) -> None:
         """Close the socket with `code` next; what is queued is dropped unless `flush`."""
@@ -99,6 +124,7 @@ class FrameWriter:
         self.closed = True
         if not flush:
             self._frames = None
+            self._bytes = 0
         self._close = (code, reason[:120])  # a close reason must fit in 123 bytes
         self._wake()
 
@@ -109,6 +135,7 @@ class FrameWriter:
         """Stop sending; what is still queued (a close frame too) is dropped."""
         self.closed = True
         self._frames = None
+        self._bytes = 0
         self._close = None  # a writer still waiting for its FlushBatch then sends nothing
         task, self._task = self._task, None
         if task is not None and not task.done():
@@ -136,7 +163,11 @@ class FrameWriter:
             # Re-read each turn: close() and stop() drop the queue while a send is in progress.
             while frames := self._frames:
                 self.busy_since = time.monotonic()
-                await send({"type": "websocket.send", "text": frames.popleft()})
+                frame = frames.popleft()
+                self._bytes -= frame_size(frame)
+                # The one copy of a shared payload this socket makes, for as long as it is sent.
+                text = frame if isinstance(frame, str) else frame[0] + frame[1] + "}"
+                await send({"type": "websocket.send", "text": text})
                 self.sent += 1
             if self._close is not None:
                 code, reason = self._close
@@ -150,6 +181,7 @@ class FrameWriter:
             log.debug("websocket send failed: %r", exc)
             self.closed = True
             self._frames = None
+            self._bytes = 0
         finally:
             # No await since the queue was last seen empty: an offer() now starts a new drain.
             self.busy_since = 0.0
