@@ -11,8 +11,9 @@ from switchboard.fleet.presence import LocalPresenceStore, Presence, RedisPresen
 from switchboard.layers import RedisLayer, make_layer
 from switchboard.layers.base import GroupLayer
 from switchboard.publish import Publisher
+from switchboard.security.auth import User
 from switchboard.security.policy import Authorizer, load_note_policy
-from switchboard.security.ratelimit import TokenBucket
+from switchboard.security.ratelimit import BucketTable, TokenBucket
 from switchboard.sessions.handlers import HandlerRegistry
 from switchboard.sessions.registry import SessionRegistry
 from switchboard.sessions.session import DEFAULT_HANDLERS
@@ -30,13 +31,24 @@ class Services:
     presence: Presence
     handlers: HandlerRegistry = field(default_factory=DEFAULT_HANDLERS.copy)
     authorizer: Authorizer = field(default_factory=Authorizer)
+    # Per caller (user, or address when anonymous), across all its connections and HTTP requests
+    # in this process: mutations, and operations of any kind.
+    mutation_buckets: BucketTable = field(init=False)
+    operation_buckets: BucketTable = field(init=False)
+
+    def __post_init__(self) -> None:
+        settings = self.settings
+        self.mutation_buckets = BucketTable(settings.mutation_rate, settings.mutation_burst)
+        self.operation_buckets = BucketTable(settings.operation_rate, settings.operation_burst)
 
     @property
     def publisher(self) -> Publisher:
         return Publisher(self.layer, max_bytes=self.settings.max_payload_bytes)
 
-    def new_bucket(self) -> TokenBucket:
-        return TokenBucket(self.settings.mutation_rate, self.settings.mutation_burst)
+    def buckets_of(self, user: User | None, address: str | None) -> tuple[TokenBucket, TokenBucket]:
+        """(mutations, operations) of a caller: one pair per user, or per address if anonymous."""
+        key = f"user:{user.id}" if user is not None else f"addr:{address}"
+        return self.mutation_buckets.get(key), self.operation_buckets.get(key)
 
 
 def build_services(settings: Settings, layer: GroupLayer | None = None) -> Services:

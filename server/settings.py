@@ -56,6 +56,12 @@ class Settings:
     max_request_bytes: int = 64 * 1024  # HTTP request bodies
     max_variables_bytes: int = 4096  # a subscription's variables, encoded
     queue_bytes: int = 1 << 20  # a connection's outgoing queue, besides queue_size frames
+    operation_rate: float = 20.0  # operations of any kind per second, per user (or address)
+    operation_burst: int = 60
+    max_pending_connections: int = 2000  # accepted sockets not yet past connection_init
+    max_pending_per_address: int = 200
+    connect_rate: float = 100.0  # WebSocket handshakes per second per address (a whole office's NAT)
+    connect_burst: int = 1000
     ws_compression: bool = False
     ws_compression_min_bytes: int = 128
 
@@ -117,6 +123,12 @@ class Settings:
             max_request_bytes=_positive_int(env, "SWITCHBOARD_MAX_REQUEST_BYTES", 64 * 1024),
             max_variables_bytes=_positive_int(env, "SWITCHBOARD_MAX_VARIABLES_BYTES", 4096),
             queue_bytes=_positive_int(env, "SWITCHBOARD_QUEUE_BYTES", 1 << 20),
+            operation_rate=_positive_float(env, "SWITCHBOARD_OPERATION_RATE", 20.0),
+            operation_burst=_positive_int(env, "SWITCHBOARD_OPERATION_BURST", 60),
+            max_pending_connections=_positive_int(env, "SWITCHBOARD_MAX_PENDING_CONNECTIONS", 2000),
+            max_pending_per_address=_positive_int(env, "SWITCHBOARD_MAX_PENDING_PER_ADDRESS", 200),
+            connect_rate=_positive_float(env, "SWITCHBOARD_CONNECT_RATE", 100.0),
+            connect_burst=_positive_int(env, "SWITCHBOARD_CONNECT_BURST", 1000),
             max_token_ttl=_positive_int(env, "SWITCHBOARD_MAX_TOKEN_TTL", DEFAULT_MAX_TOKEN_TTL),
             ws_compression=_flag(env, "SWITCHBOARD_WS_COMPRESSION", default=False),
             ws_compression_min_bytes=_whole(env, "SWITCHBOARD_WS_COMPRESSION_MIN_BYTES", 128),

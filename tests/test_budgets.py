@@ -53,13 +53,15 @@ async def bystander(server: ServerProcess) -> AsyncIterator[Callable[[Awaitable[
         async def during(attack: Awaitable[Any]) -> Any:
             sent: list[str] = []
 
+            publisher = token(unique("svc"), publisher=True)  # its own mutation budget
+
             async def publish() -> None:
                 for i in range(20):
                     sent.append(f"m{i}")
                     body = await http(
                         server.http_url,
                         NOTIFY,
-                        token=token("svc", publisher=True),
+                        token=publisher,
                         g=f"user_{user}",
                         m=sent[-1],
                     )
@@ -231,3 +233,86 @@ async def test_readers_that_stall_on_large_events_cost_their_byte_budget_not_the
         for peer in stalled:
             peer.close()
         server.stop()
+
+
+GUARDED = {
+    "SWITCHBOARD_MAX_CONNECTIONS": "6",
+    "SWITCHBOARD_MAX_PENDING_CONNECTIONS": "40",
+    "SWITCHBOARD_MAX_PENDING_PER_ADDRESS": "20",
+    "SWITCHBOARD_CONNECT_BURST": "40",
+    "SWITCHBOARD_CONNECT_RATE": "2",
+    "SWITCHBOARD_OPERATION_BURST": "30",
+    "SWITCHBOARD_OPERATION_RATE": "0.1",
+}
+
+
+@pytest.fixture
+def guarded() -> Iterator[ServerProcess]:
+    started = ServerProcess(GUARDED).start()
+    yield started
+    started.stop()
+
+
+async def test_sockets_that_never_authenticate_cannot_lock_real_users_out(guarded: ServerProcess) -> None:
+    """25 token-less sockets from one address: 20 wait (their own budget), 5 are refused; real
+    users from another address still connect, up to MAX_CONNECTIONS (6) authenticated ones."""
+    attackers = [FramePeer("127.0.0.1", guarded.port, local="127.0.0.2") for _ in range(25)]
+    users = [FramePeer("127.0.0.1", guarded.port) for _ in range(7)]
+    try:
+        for peer in attackers:
+            await peer.__aenter__()
+        waiting = await asyncio.gather(*(peer.still_open(0.5) for peer in attackers))
+        assert waiting.count(True) == 20
+        refused = [p.closed_with for p, open_ in zip(attackers, waiting, strict=True) if not open_]
+        assert refused == [1013] * 5
+        for peer in users[:6]:
+            await peer.__aenter__()
+            await peer.init(token(unique("u")))
+        await users[6].__aenter__()
+        await users[6].send(
+            {"type": "connection_init", "payload": {"authorization": f"Bearer {token(unique('u'))}"}}
+        )
+        assert await users[6].close_code() == 1013  # the seventh authenticated one
+    finally:
+        for peer in attackers + users:
+            await peer.__aexit__()
+
+
+async def test_connection_attempts_are_limited_per_address(guarded: ServerProcess) -> None:
+    codes = []
+    for _ in range(45):
+        async with FramePeer("127.0.0.1", guarded.port, local="127.0.0.3") as peer:
+            codes.append(None if await peer.still_open(0.05) else peer.closed_with)
+    assert codes[:40] == [None] * 40  # the burst
+    assert 1013 in codes[40:]
+
+
+async def test_operations_are_limited_per_user_across_connections_and_http(guarded: ServerProcess) -> None:
+    user, bystander_user = unique("u"), unique("b")
+    async with (
+        WsClient(guarded.ws_url, token(bystander_user)) as bystander,
+        FramePeer("127.0.0.1", guarded.port) as first,
+        FramePeer("127.0.0.1", guarded.port) as second,
+    ):
+        events = await bystander.events([f"user_{bystander_user}"])
+        await first.init(token(user))
+        await second.init(token(user))
+        codes: list[str | None] = []
+        for i in range(20):
+            for peer in (first, second):
+                await peer.send(
+                    {"id": f"q{i}", "type": "subscribe", "payload": {"query": "{ session { id } }"}}
+                )
+                reply = {"type": "complete"}
+                while reply["type"] == "complete":  # a query's `next` comes with a `complete`
+                    _, reply = await peer.message()
+                codes.append(reply["payload"][0]["extensions"]["code"] if reply["type"] == "error" else None)
+        assert codes[:30] == [None] * 30  # the user's burst, shared by both connections
+        assert codes[30:] == ["RATE_LIMITED"] * 10
+        over_http = await http(guarded.http_url, "{ me { id } }", token=token(user))
+        assert over_http["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+        body = await http(
+            guarded.http_url, NOTIFY, token=token("svc", publisher=True), g=f"user_{bystander_user}", m="ok"
+        )
+        assert "errors" not in body, body
+        assert (await events.next())["events"]["message"] == "ok"

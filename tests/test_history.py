@@ -127,13 +127,15 @@ class Feed:
 
     def __init__(self, server: ServerProcess, group: str) -> None:
         self.server, self.group, self.sent = server, group, 0
+        self.publisher = token(unique("pub"), publisher=True)  # its own mutation budget
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
         while True:
-            await http(self.server.http_url, DATA, token("pub", publisher=True), g=self.group, p=self.sent)
+            body = await http(self.server.http_url, DATA, self.publisher, g=self.group, p=self.sent)
+            assert "errors" not in body, body  # a refused publish would look like a gap
             self.sent += 1
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.12)  # within the default budget of 10 mutations a second
 
     async def stop(self) -> int:
         self._task.cancel()

@@ -15,9 +15,8 @@ from strawberry.schema.base import BaseSchema
 
 from switchboard.compat.strawberry_http import RefuseSubscriptions
 from switchboard.context import Context
-from switchboard.exceptions import SwitchboardError, Unauthenticated
+from switchboard.exceptions import RateLimited, SwitchboardError, Unauthenticated
 from switchboard.security.auth import authenticate
-from switchboard.security.ratelimit import BucketTable
 from switchboard.services import Services
 
 log = logging.getLogger(__name__)
@@ -46,8 +45,6 @@ class SwitchboardView(RefuseSubscriptions, GraphQLView[Context, None]):
     def __init__(self, schema: BaseSchema, services: Services, **kwargs: Any) -> None:
         super().__init__(schema, graphql_ide="graphiql" if services.settings.graphiql else None, **kwargs)
         self.services = services
-        settings = services.settings
-        self.buckets = BucketTable(settings.mutation_rate, settings.mutation_burst)
         limits = getattr(schema, "limits", None)  # a SwitchboardSchema's query limits
         self.max_tokens = getattr(limits, "max_tokens", None)
 
@@ -70,10 +67,11 @@ class SwitchboardView(RefuseSubscriptions, GraphQLView[Context, None]):
             user = authenticate(settings.secret, request.headers.get("Authorization"), settings.max_token_ttl)
         except Unauthenticated as exc:
             return error_response(exc)
+        mutations, operations = self.services.buckets_of(user, request.remote_addr)
+        if (request.method == "POST" or "query" in request.args) and not operations.take():
+            return error_response(RateLimited("too many operations: slow down"))
         try:
-            # HTTP has no connection to hang a budget on: one bucket per user, or per address.
-            key = f"user:{user.id}" if user else f"addr:{request.remote_addr}"
-            context = Context(self.services, user=user, request=request, bucket=self.buckets.get(key))
+            context = Context(self.services, user=user, request=request, bucket=mutations)
             return await self.run(request=request, context=context)
         except HTTPException as exc:
             return Response(response=exc.reason, status=exc.status_code, content_type="text/plain")

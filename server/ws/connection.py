@@ -20,6 +20,7 @@ from switchboard import close_codes
 from switchboard.context import Context
 from switchboard.exceptions import SwitchboardError, Unavailable
 from switchboard.messages.groups import note_group
+from switchboard.security.ratelimit import TokenBucket
 from switchboard.sessions.session import Session
 from switchboard.ws.asgi_types import Receive, Scope, Send
 from switchboard.ws.opening import authenticate_connection, open_session
@@ -56,7 +57,9 @@ class Connection:
         "last_received",
         "legacy",
         "opened_at",
+        "operations",
         "ops",
+        "pending",
         "pinged",
         "resume",
         "resume_until",
@@ -81,7 +84,9 @@ class Connection:
         self.writer = FrameWriter(
             send, settings.queue_size, batch=endpoint.flush_batch, max_bytes=settings.queue_bytes
         )
-        self.context = Context(endpoint.services, request=self, bucket=endpoint.services.new_bucket())
+        self.context = Context(endpoint.services, request=self)
+        self.operations: TokenBucket | None = None  # the caller's, once it is known
+        self.pending = True  # counted in the endpoint's pre-authentication budget
         self.session: Session | None = None
         self.ops: dict[str, Operation] = {}
         self.opened_at = self.last_received = time.monotonic()
@@ -258,8 +263,14 @@ class Connection:
                 self._send({"type": "connection_error", "payload": {"message": str(exc), "code": exc.code}})
             self.close(close_codes.FORBIDDEN, "Forbidden", flush=True)
             return
+        if not self.endpoint.authenticated(self):
+            await self.endpoint.services.control.disconnected(session)
+            await session.disconnect()
+            self.close(close_codes.TRY_AGAIN_LATER, "server is at its connection limit")
+            return
         self.session = session
         self.state = State.READY
+        self.context.bucket, self.operations = services.buckets_of(user, self.address)
         self.context.user = user
         self.context.session = session
         self.context.connection_params = payload
@@ -271,6 +282,12 @@ class Connection:
 
     async def _close_from_session(self, code: int, reason: str) -> None:
         self.close(code, reason)
+
+    @property
+    def address(self) -> str | None:
+        """The peer's address, as the ASGI server reports it."""
+        client = self.scope.get("client")
+        return str(client[0]) if client else None
 
     def header(self, name: str) -> str | None:
         wanted = name.lower().encode()
@@ -310,6 +327,9 @@ class Connection:
                 self.close(close_codes.SUBSCRIBER_ALREADY_EXISTS, f"Subscriber for {op_id} already exists")
                 return
             await self._stop(op_id)  # the legacy protocol replaces an operation with the same id
+        if self.operations is not None and not self.operations.take():
+            self._send_error(op_id, [coded("too many operations: slow down", "RATE_LIMITED")])
+            return
         if len(self.ops) >= self.endpoint.services.settings.max_subscriptions:
             self._send_error(
                 op_id, [coded("too many operations in flight on this connection", "RATE_LIMITED")]

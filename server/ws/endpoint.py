@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from contextlib import suppress
 
 from switchboard import close_codes
 from switchboard.security.origins import OriginPolicy
+from switchboard.security.ratelimit import BucketTable
 from switchboard.services import Services
 from switchboard.ws.api import GraphQLApi
 from switchboard.ws.asgi_types import Receive, Scope, Send
@@ -41,6 +43,12 @@ class WebSocketEndpoint:
             settings.allowed_origins, allow_any=settings.dev and not settings.allowed_origins
         )
         self.refused = 0
+        # Before connection_init succeeds a socket is "pending": its own small budget, so sockets
+        # that never authenticate cannot take the places of real users (MAX_CONNECTIONS counts
+        # only connections past the ack).
+        self.pending: Counter[str | None] = Counter()  # by peer address
+        self.pending_total = 0
+        self.handshakes = BucketTable(settings.connect_rate, settings.connect_burst)
         self._sweeper: asyncio.Task[None] | None = None
         self._stopping = False
         self._drained = asyncio.Event()
@@ -67,24 +75,53 @@ class WebSocketEndpoint:
                 }
             )
             return
-        if self._stopping or len(self.connections) >= self.services.settings.max_connections:
+        refusal = self._refusal(scope)
+        if refusal is not None:
             self.refused += 1
-            await send(
-                {
-                    "type": "websocket.close",
-                    "code": close_codes.TRY_AGAIN_LATER,
-                    "reason": "server is at its connection limit",
-                }
-            )
+            await send({"type": "websocket.close", "code": close_codes.TRY_AGAIN_LATER, "reason": refusal})
             return
         connection = Connection(self, scope, receive, send, subprotocol)
         self.connections.add(connection)
+        self._pend(connection.address, +1)
         try:
             await connection.serve()
         finally:
+            if connection.pending:
+                self._pend(connection.address, -1)
             self.connections.discard(connection)
             if not self.connections:
                 self._drained.set()
+
+    def _refusal(self, scope: Scope) -> str | None:
+        """Why a new socket is turned away (1013), or None."""
+        settings = self.services.settings
+        client = scope.get("client")
+        address = str(client[0]) if client else None
+        if self._stopping:
+            return "server shutting down"
+        if len(self.connections) - self.pending_total >= settings.max_connections:
+            return "server is at its connection limit"
+        if self.pending_total >= settings.max_pending_connections:
+            return "too many connections waiting to authenticate"
+        if self.pending[address] >= settings.max_pending_per_address:
+            return "too many unauthenticated connections from your address"
+        if not self.handshakes.get(str(address)).take():
+            return "too many connection attempts from your address"
+        return None
+
+    def _pend(self, address: str | None, change: int) -> None:
+        self.pending_total += change
+        self.pending[address] += change
+        if self.pending[address] <= 0:
+            del self.pending[address]
+
+    def authenticated(self, connection: Connection) -> bool:
+        """Move a connection out of the pending budget; False if that would pass MAX_CONNECTIONS."""
+        if len(self.connections) - self.pending_total >= self.services.settings.max_connections:
+            return False
+        self._pend(connection.address, -1)
+        connection.pending = False
+        return True
 
     def start(self) -> None:
         """Start the liveness sweep (init timeouts, pings, stuck writers)."""

@@ -35,14 +35,19 @@ class Frame:
 
 
 class FramePeer:
-    def __init__(self, host: str, port: int, offer: str | None = CHROMIUM_OFFER) -> None:
+    def __init__(
+        self, host: str, port: int, offer: str | None = CHROMIUM_OFFER, local: str | None = None
+    ) -> None:
         self.host, self.port, self.offer = host, port, offer
+        self.local = local  # a source address (127.0.0.x: another "client address" on loopback)
+        self.closed_with: int | None = None  # the close code still_open saw
         self.extensions: str | None = None
         self.reader: asyncio.StreamReader
         self.writer: asyncio.StreamWriter
 
     async def __aenter__(self) -> FramePeer:
-        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        local = (self.local, 0) if self.local else None
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port, local_addr=local)
         key = base64.b64encode(os.urandom(16)).decode()
         lines = [
             "GET /graphql HTTP/1.1",
@@ -67,6 +72,8 @@ class FramePeer:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if not hasattr(self, "writer"):
+            return  # never connected
         self.writer.close()
         try:
             await self.writer.wait_closed()
@@ -140,6 +147,19 @@ class FramePeer:
                     return close_code(frame)
         except (asyncio.IncompleteReadError, ConnectionError):
             return None
+
+    async def still_open(self, seconds: float = 0.5) -> bool:
+        """True when nothing (no close) arrives for `seconds`; a close's code goes to closed_with."""
+        try:
+            frame = await self.frame(seconds)
+        except TimeoutError:
+            return True
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return False
+        if frame.opcode == 8:
+            self.closed_with = close_code(frame)
+            return False
+        return True
 
 
 def close_code(frame: Frame) -> int | None:
