@@ -28,6 +28,7 @@ from switchboard.layers.history import HISTORY_OFF, Recovery, decide, new_epoch,
 from switchboard.layers.keyed_lock import KeyedLock
 from switchboard.layers.transport import PubSubTransport, make_transport
 from switchboard.messages.envelope import Envelope
+from switchboard.messages.events import RESUME
 from switchboard.observability.stats import STATS
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,9 @@ class RedisLayer:
         self._start_lock = asyncio.Lock()
         self._started = False
         self._readers: set[asyncio.Task[None]] = set()
+        # Per group with local members: the history position of the last event delivered, so that
+        # after a lost pub/sub connection the gap is filled from the history (or said to be lost).
+        self._positions: dict[str, tuple[str, int]] = {}
         self._read_pubsubs: weakref.WeakSet[PubSub] = weakref.WeakSet()  # those a reader runs on
         self._reconcile_task: asyncio.Task[None] | None = None
         self._closed = False
@@ -293,6 +297,7 @@ class RedisLayer:
                     self._subscribed.add(group)
                 else:
                     self._subscribed.discard(group)
+                    self._positions.pop(group, None)
                     async with asyncio.timeout(self._timeout):
                         await self._transport.unsubscribe(channel)
             except REDIS_ERRORS as exc:
@@ -342,6 +347,8 @@ class RedisLayer:
                 lost = False
                 backoff = RECONNECT_BACKOFF_MIN
                 log.info("Redis pub/sub connection is back; %d groups resubscribed", len(self._subscribed))
+                # Before anything more is delivered: what was published while we were away.
+                await self._fill_gaps()
                 self._start_reconcile()
             if message is not None:
                 self._on_pubsub_message(message)
@@ -397,4 +404,43 @@ class RedisLayer:
         except (MalformedEnvelope, ValueError) as exc:
             log.warning("dropped a malformed message on %s: %s", channel.decode(errors="replace"), exc)
             return
+        self._deliver(group, envelope)
+
+    def _deliver(self, group: str, envelope: Envelope) -> None:
+        """Hand on a group's event once: one the gap filling delivered already is skipped."""
+        if envelope.epoch is not None and envelope.offset is not None and self._groups.has(group):
+            seen = self._positions.get(group)
+            if seen is not None and seen[0] == envelope.epoch and envelope.offset <= seen[1]:
+                return
+            self._positions[group] = (envelope.epoch, envelope.offset)
         self._groups.deliver(group, envelope)
+
+    async def _fill_gaps(self) -> None:
+        """After the pub/sub connection came back: per group with local members, every event
+        appended to its history since the last one delivered, in order; or, where the history
+        cannot tell (lost, trimmed), a `resume` event with recovered: false, so nobody is left
+        with a silent gap."""
+        for group, (epoch, offset) in list(self._positions.items()):
+            if not self._groups.has(group):
+                self._positions.pop(group, None)
+                continue
+            try:
+                recovery = await self.history_since(group, f"{epoch}:{offset}")
+            except Unavailable as exc:
+                recovery = Recovery(group, False, reason=f"could not read the history: {exc}")
+            if recovery.recovered:
+                for event in recovery.events:
+                    self._deliver(group, event)
+                STATS.redis_gap_events += len(recovery.events)
+                continue
+            STATS.redis_gaps_lost += 1
+            log.warning("events of %s may have been missed while Redis was away: %s", group, recovery.reason)
+            if recovery.cursor is not None:
+                now_epoch, _, now_offset = recovery.cursor.rpartition(":")
+                self._positions[group] = (now_epoch, int(now_offset))
+            fields = {
+                "recovered": False,
+                "reason": "events may have been missed while the server's Redis connection was down: refetch",
+                "cursor": recovery.cursor,
+            }
+            self._groups.deliver(group, Envelope(type=RESUME, group=group, fields=fields))

@@ -72,6 +72,8 @@ def build_envelope(
     """Validate a publish at the edge and wrap it; unknown types pass for custom handlers."""
     require_valid_group_name(group)
     kind = canonical_type(event)
+    if kind == RESUME:
+        raise InvalidEvent("resume events are made by the server, not published")
     clean = dict(fields)
     if kind == NOTIFY:
         message, status = notify_fields(clean)

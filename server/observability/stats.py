@@ -23,6 +23,8 @@ class Stats:
     overflows: int = 0  # sessions closed as slow consumers
     errors: Counter[str] = field(default_factory=Counter)  # GraphQL errors by code
     redis_reconnects: int = 0
+    redis_gap_events: int = 0  # events delivered late from the history after a lost connection
+    redis_gaps_lost: int = 0  # groups told recovered: false after a lost connection
     # permessage-deflate (ws/deflate.py): messages compressed, sends that reused a compression,
     # bytes before and after, client messages refused for inflating past the limit (1009).
     ws_compressions: int = 0

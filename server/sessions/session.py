@@ -15,7 +15,7 @@ from switchboard import close_codes
 from switchboard.exceptions import Forbidden, InvalidEvent, SessionClosed, Unauthenticated
 from switchboard.layers.base import GroupLayer
 from switchboard.messages.envelope import Envelope
-from switchboard.messages.events import DATA, NOTIFY, PRESENCE, data_payload, notify_fields
+from switchboard.messages.events import DATA, NOTIFY, PRESENCE, RESUME, data_payload, notify_fields
 from switchboard.messages.filters import EventFilter, Listener
 from switchboard.messages.groups import ALL, note_group, note_id_of, require_valid_group_name
 from switchboard.observability.stats import STATS
@@ -356,6 +356,12 @@ class Session:
 
 
 DEFAULT_HANDLERS = HandlerRegistry(
-    {NOTIFY: Session.send_notify, DATA: Session.send_data, PRESENCE: Session.send_presence}
+    {
+        NOTIFY: Session.send_notify,
+        DATA: Session.send_data,
+        PRESENCE: Session.send_presence,
+        # Made by the layer itself (a gap it could not fill), never published.
+        RESUME: Session.forward,
+    }
 )
 """The built-in event types. Copy it and `register` more to add your own (see README)."""
