@@ -15,12 +15,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from switchboard.exceptions import LayerNotConfigured, Unavailable
 from switchboard.layers import urls
 from switchboard.layers.base import GroupLayer
-from switchboard.layers.redis import append_args, append_script, group_channel, history_keys
+from switchboard.layers.redis import REDIS_ERRORS, append_args, append_script, group_channel, history_keys
 from switchboard.messages.envelope import Envelope
 from switchboard.messages.events import HARD_MAX_FIELDS_BYTES, build_envelope
 from switchboard.observability.stats import STATS
@@ -102,7 +100,7 @@ async def send_to_group(group: str, event: str, /, **fields: Any) -> Envelope:
     try:
         async with asyncio.timeout(PUBLISH_TIMEOUT):
             await _publish(client, target, group, envelope)
-    except (RedisError, OSError, TimeoutError) as exc:
+    except REDIS_ERRORS as exc:
         raise Unavailable(f"could not publish to Redis: {exc or type(exc).__name__}") from exc
     return envelope
 
@@ -127,7 +125,7 @@ def send_to_group_sync(group: str, event: str, /, **fields: Any) -> Envelope:
         raise LayerNotConfigured("set REDIS_URL to publish from outside the server process")
     try:
         _publish(_sync_client(target.redis_url), target, group, envelope)
-    except (RedisError, OSError) as exc:
+    except REDIS_ERRORS as exc:
         raise Unavailable(f"could not publish to Redis: {exc or type(exc).__name__}") from exc
     return envelope
 

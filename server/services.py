@@ -66,6 +66,12 @@ def build_services(settings: Settings, layer: GroupLayer | None = None) -> Servi
         control.inbox = Inbox(layer, control.inbox_handlers())
         store = RedisPresenceStore(directory, layer.prefix)
         presence = store.presence = Presence(layer, store)
+
+        async def reregister() -> None:  # Redis may have restarted empty, or expired them
+            await directory.beat()  # first: without it, other processes count our sessions dead
+            await control.reregister(presence.restore)
+
+        layer.on_reconnect(reregister)
     else:
         control = SessionControl(sessions, LocalDirectory(sessions))
         presence = Presence(layer, LocalPresenceStore(sessions))

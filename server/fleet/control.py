@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from switchboard.exceptions import NotFound, Unavailable
@@ -42,6 +43,22 @@ class SessionControl:
         except Unavailable as exc:
             # Readers skip it once its process's heartbeat expires (3 heartbeat intervals).
             log.warning("session %s not removed from the directory: %s", session.id, exc)
+
+    async def reregister(self, restore: Callable[[Session], Awaitable[None]] | None = None) -> int:
+        """Write every live session of this process to the directory again (and `restore` its
+        presence): after Redis restarted empty, or dropped them while unreachable. Returns how
+        many were written; one that fails is retried at the next reconnect."""
+        written = 0
+        for session in self.registry:
+            try:
+                await self.directory.register(session)
+                if restore is not None:
+                    await restore(session)
+            except Unavailable as exc:
+                log.warning("session %s not registered again: %s", session.id, exc)
+                continue
+            written += 1
+        return written
 
     async def changed(self, session: Session) -> None:
         try:

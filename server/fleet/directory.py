@@ -17,9 +17,9 @@ from typing import Any, Protocol
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from switchboard.exceptions import Unavailable
+from switchboard.layers.redis import REDIS_ERRORS
 from switchboard.layers.urls import POOL_SIZE
 from switchboard.sessions.registry import SessionRegistry
 from switchboard.sessions.session import Session
@@ -155,7 +155,7 @@ class RedisDirectory:
         return f"{self._prefix}:process:{process_id}"
 
     async def start(self) -> None:
-        await self._beat()
+        await self.beat()
         self._heartbeat = asyncio.get_running_loop().create_task(
             self._beat_forever(), name="switchboard-heartbeat"
         )
@@ -169,16 +169,21 @@ class RedisDirectory:
         with suppress(Unavailable):
             await self._run(lambda pipe: pipe.delete(self._process_key(self.process_id)))
 
-    async def _beat(self) -> None:
+    async def beat(self) -> None:
+        """Write this process's heartbeat now."""
         await self._run(lambda pipe: pipe.set(self._process_key(self.process_id), "1", px=self._ttl_ms))
 
     async def _beat_forever(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
             try:
-                await self._beat()
+                await self.beat()
             except Unavailable as exc:
                 log.warning("heartbeat not written: %s", exc)
+            except Exception:
+                # The heartbeat must outlive anything one write can raise: without it, this
+                # process's sessions would vanish from every other process's view.
+                log.exception("heartbeat not written")
 
     async def alive(self, processes: set[str]) -> set[str]:
         """The processes among `processes` whose heartbeat has not expired."""
@@ -198,7 +203,7 @@ class RedisDirectory:
                 pipe = self._client.pipeline(transaction=False)
                 build(pipe)
                 return list(await pipe.execute())
-        except (RedisError, OSError, TimeoutError) as exc:
+        except REDIS_ERRORS as exc:
             raise Unavailable(f"session directory unreachable: {exc or type(exc).__name__}") from exc
 
     async def register(self, session: Session) -> None:

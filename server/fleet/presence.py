@@ -62,6 +62,12 @@ class Presence:
                 "presence of %s in %s not removed: %s", session.id, group, exc, extra={"session": session.id}
             )
 
+    async def restore(self, session: Session) -> None:
+        """Write `session`'s presence again (after Redis lost it), announcing nothing."""
+        for group in session.groups:
+            if group != ALL:
+                await self._store.add(session, group)
+
     async def members(self, group: str) -> tuple[list[tuple[str, int]], int]:
         """[(user id, sessions)] sorted by user id, and the number of sessions."""
         entries = await self._store.entries(group)

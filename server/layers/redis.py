@@ -35,7 +35,10 @@ log = logging.getLogger(__name__)
 
 RECONNECT_BACKOFF_MIN = 0.1
 RECONNECT_BACKOFF_MAX = 2.0
-REDIS_ERRORS = (RedisError, OSError, TimeoutError)
+# Everything the Redis client raises when Redis or the way to it fails. uvloop says "the
+# transport is closed" with a RuntimeError (after a reset, on a pooled connection): that too is
+# Redis being unavailable, never the end of a background task.
+REDIS_ERRORS = (RedisError, OSError, TimeoutError, RuntimeError)
 
 
 def inbox_channel(prefix: str, process_id: str) -> str:
@@ -129,6 +132,7 @@ class RedisLayer:
         # Per group with local members: the history position of the last event delivered, so that
         # after a lost pub/sub connection the gap is filled from the history (or said to be lost).
         self._positions: dict[str, tuple[str, int]] = {}
+        self._reconnect_hooks: list[Callable[[], Awaitable[object]]] = []
         self._read_pubsubs: weakref.WeakSet[PubSub] = weakref.WeakSet()  # those a reader runs on
         self._reconcile_task: asyncio.Task[None] | None = None
         self._closed = False
@@ -244,6 +248,11 @@ class RedisLayer:
     def prefix(self) -> str:
         return self._prefix
 
+    def on_reconnect(self, hook: Callable[[], Awaitable[object]]) -> None:
+        """Run `hook` each time the pub/sub connection comes back (what lives in Redis beside
+        the layer, such as the session directory, writes itself again)."""
+        self._reconnect_hooks.append(hook)
+
     def set_inbox(self, handler: Callable[[bytes], None]) -> None:
         """Hand messages sent to this process's inbox to `handler` (on the event loop)."""
         self._inbox = handler
@@ -334,7 +343,7 @@ class RedisLayer:
         while True:
             try:
                 message = await pubsub.get_message(timeout=None)
-            except (RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
                 # redis-py reconnects on the next read and re-subscribes every channel itself.
                 if not lost:
                     STATS.redis_reconnects += 1
@@ -360,7 +369,16 @@ class RedisLayer:
             )
 
     async def _reconcile(self) -> None:
-        """After a reconnect: drop subscriptions of groups that lost their members meanwhile."""
+        """After a reconnect: drop subscriptions of groups that lost their members meanwhile,
+        then run the reconnect hooks."""
+        await self._drop_stale_subscriptions()
+        for hook in self._reconnect_hooks:
+            try:
+                await hook()
+            except Exception:
+                log.exception("a reconnect hook failed")
+
+    async def _drop_stale_subscriptions(self) -> None:
         for channel in self._transport.channels():
             group = self._group_of(channel)
             if group is None:
