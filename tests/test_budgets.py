@@ -316,3 +316,54 @@ async def test_operations_are_limited_per_user_across_connections_and_http(guard
         )
         assert "errors" not in body, body
         assert (await events.next())["events"]["message"] == "ok"
+
+
+async def test_past_the_process_queue_budget_the_slowest_readers_go_first(
+    redis_url: str, prefix: str
+) -> None:
+    """Per-connection budgets generous (50 MB), the process's small (3 MB): five stalled readers
+    are closed with 4008 once the queues together pass it; the bystander, whose queue stays
+    near empty, gets every event."""
+    env = {
+        "REDIS_URL": redis_url,
+        "SWITCHBOARD_PREFIX": prefix,
+        "SWITCHBOARD_QUEUE_BYTES": str(50 << 20),
+        "SWITCHBOARD_QUEUE_BYTES_TOTAL": str(3 << 20),
+    }
+    server = ServerProcess(env).start()
+    note = unique("n")
+    stalled: list[StalledPeer] = []
+    try:
+        async with WsClient(server.ws_url, token(unique("b"))) as bystander:
+            await bystander.execute("mutation($n: ID!) { openNote(noteId: $n) { id } }", n=note)
+            events = await bystander.events([f"note_{note}"])
+            for _ in range(5):
+                peer = await asyncio.to_thread(StalledPeer, "127.0.0.1", server.port)
+                stalled.append(peer)
+                await asyncio.to_thread(slow_subscribe, peer, note)
+            await asyncio.sleep(0.3)
+            count = 80
+            publishing = asyncio.create_task(
+                asyncio.to_thread(
+                    run_python,
+                    "import time\n"
+                    "from switchboard.publish import send_to_group_sync as s\n"
+                    f"for i in range({count}):\n"
+                    f"    s('note_{note}', 'data', payload={{'i': i, 'pad': str(i) * 100000}})\n"
+                    "    time.sleep(0.01)",
+                    {**server.env},
+                )
+            )
+            got: list[int] = []
+            while len(got) < count:
+                event = (await events.next(10))["events"]
+                if event["__typename"] == "DataEvent":
+                    got.append(event["payload"]["i"])
+            await publishing
+            assert got == list(range(count))
+            closes = await asyncio.gather(*(asyncio.to_thread(p.drain_until_closed) for p in stalled))
+            assert [code for code, _ in closes] == [4008] * len(stalled)
+    finally:
+        for peer in stalled:
+            peer.close()
+        server.stop()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from switchboard.compat.eager_start import start_eagerly
-from switchboard.ws.writer import FlushBatch, FrameWriter
+from switchboard.ws.writer import FlushBatch, FrameWriter, QueueMemory
 
 
 class Gate:
@@ -208,3 +208,30 @@ async def test_the_queue_is_bounded_in_bytes_too_and_shares_payloads() -> None:
     alone = FrameWriter(Gate(), limit=100, max_bytes=1000)
     assert alone.offer("x" * 5000)  # larger than the budget, but alone in an empty queue
     await settle(alone)
+
+
+async def test_the_process_account_counts_a_shared_payload_once_and_sheds_when_over() -> None:
+    over: list[int] = []
+    memory = QueueMemory(limit=3000, on_over=lambda: over.append(memory.total))
+    gates = [Gate() for _ in range(3)]
+    for gate in gates:
+        gate.open.clear()
+    writers = [FrameWriter(gate, limit=100, max_bytes=1 << 20, memory=memory) for gate in gates]
+    payload = "p" * 1000
+    for writer in writers:
+        writer.offer(("<a>", payload))  # taken in flight by each drain
+    await asyncio.sleep(0)
+    for writer in writers:
+        writer.offer(("<b>", payload))  # queued: the payload once, three prefixes
+    assert memory.total == 1000 + 3 * 4
+    other = "q" * 2500
+    writers[0].offer(("<c>", other))  # 3512 + 2504: over the limit, on the next turn
+    await asyncio.sleep(0)
+    assert over == [1000 + 3 * 4 + 2504]
+    await writers[0].stop()  # dropping a queue takes it off the account
+    assert memory.total == 1000 + 2 * 4
+    for gate in gates:
+        gate.open.set()
+    for writer in writers[1:]:
+        await settle(writer)
+    assert memory.total == 0

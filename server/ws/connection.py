@@ -82,7 +82,11 @@ class Connection:
         self.scope = scope
         self.legacy = subprotocol == LEGACY_WS
         self.writer = FrameWriter(
-            send, settings.queue_size, batch=endpoint.flush_batch, max_bytes=settings.queue_bytes
+            send,
+            settings.queue_size,
+            batch=endpoint.flush_batch,
+            max_bytes=settings.queue_bytes,
+            memory=endpoint.queue_memory,
         )
         self.context = Context(endpoint.services, request=self)
         self.operations: TokenBucket | None = None  # the caller's, once it is known

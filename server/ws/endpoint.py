@@ -9,6 +9,7 @@ from collections import Counter
 from contextlib import suppress
 
 from switchboard import close_codes
+from switchboard.observability.stats import STATS
 from switchboard.security.origins import OriginPolicy
 from switchboard.security.ratelimit import BucketTable
 from switchboard.services import Services
@@ -17,7 +18,7 @@ from switchboard.ws.asgi_types import Receive, Scope, Send
 from switchboard.ws.connection import Connection
 from switchboard.ws.protocol import SUBPROTOCOLS
 from switchboard.ws.render import DocumentCache, Renderer
-from switchboard.ws.writer import FlushBatch
+from switchboard.ws.writer import FlushBatch, QueueMemory
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class WebSocketEndpoint:
         )
         self.renderer = Renderer(api)
         self.flush_batch = FlushBatch()  # every socket's writer, started together after a fan-out
+        self.queue_memory = QueueMemory(settings.queue_bytes_total, self._shed)
         self.connections: set[Connection] = set()
         self.origins = OriginPolicy(
             settings.allowed_origins, allow_any=settings.dev and not settings.allowed_origins
@@ -91,6 +93,23 @@ class WebSocketEndpoint:
             self.connections.discard(connection)
             if not self.connections:
                 self._drained.set()
+
+    def _shed(self) -> None:
+        """The process's queues hold more than SWITCHBOARD_QUEUE_BYTES_TOTAL: close the sockets
+        with the most queued (the slowest readers) with 4008 until they hold under 90% of it."""
+        memory = self.queue_memory
+        target = memory.limit * 0.9
+        for connection in sorted(self.connections, key=lambda c: c.writer.queued_bytes, reverse=True):
+            if memory.total <= target or connection.writer.queued_bytes == 0:
+                break
+            STATS.overflows += 1
+            log.warning(
+                "session %s: %d bytes queued while the process holds %d; closing the slowest",
+                connection.session_id,
+                connection.writer.queued_bytes,
+                memory.total,
+            )
+            connection.close(close_codes.SLOW_CONSUMER, "slow consumer: the server's queue memory is full")
 
     def _refusal(self, scope: Scope) -> str | None:
         """Why a new socket is turned away (1013), or None."""

@@ -13,7 +13,9 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from contextlib import suppress
+from typing import Any
 
 from switchboard.compat.eager_start import start_eagerly
 from switchboard.ws.asgi_types import Send
@@ -28,6 +30,52 @@ this socket sends it."""
 
 def frame_size(frame: Frame) -> int:
     return len(frame) if isinstance(frame, str) else len(frame[0]) + len(frame[1]) + 1
+
+
+class QueueMemory:
+    """What every writer of the process holds queued, in bytes, a shared payload counted once;
+    past `limit`, `on_over` runs (once per turn of the event loop) to shed the slowest sockets."""
+
+    __slots__ = ("_on_over", "_payloads", "_scheduled", "limit", "total")
+
+    def __init__(self, limit: int, on_over: Callable[[], None]) -> None:
+        self.limit = limit
+        self.total = 0
+        self._on_over = on_over
+        self._payloads: dict[int, list[Any]] = {}  # id -> [payload, queues holding it]
+        self._scheduled = False
+
+    def add(self, frame: Frame) -> None:
+        if isinstance(frame, str):
+            self.total += len(frame)
+        else:
+            self.total += len(frame[0]) + 1
+            entry = self._payloads.get(id(frame[1]))
+            if entry is None:
+                self._payloads[id(frame[1])] = [frame[1], 1]
+                self.total += len(frame[1])
+            else:
+                entry[1] += 1
+        if self.total > self.limit and not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._over)
+
+    def remove(self, frame: Frame) -> None:
+        if isinstance(frame, str):
+            self.total -= len(frame)
+            return
+        self.total -= len(frame[0]) + 1
+        entry = self._payloads.get(id(frame[1]))
+        if entry is not None:
+            entry[1] -= 1
+            if entry[1] <= 0:
+                del self._payloads[id(frame[1])]
+                self.total -= len(frame[1])
+
+    def _over(self) -> None:
+        self._scheduled = False
+        if self.total > self.limit:
+            self._on_over()
 
 
 class FlushBatch:
@@ -63,6 +111,7 @@ class FrameWriter:
         "_frames",
         "_limit",
         "_max_bytes",
+        "_memory",
         "_name",
         "_send",
         "_task",
@@ -78,12 +127,14 @@ class FrameWriter:
         name: str = "switchboard-ws-writer",
         batch: FlushBatch | None = None,
         max_bytes: int = 1 << 20,
+        memory: QueueMemory | None = None,
     ) -> None:
         self._send = send
         self._batch = batch  # None: start each drain at once
         self._limit = limit
         self._max_bytes = max_bytes
         self._bytes = 0  # characters of the queued frames
+        self._memory = memory  # the process's account of every queue
         self._name = name
         self._frames: deque[Frame] | None = None  # created by the first frame, dropped when drained
         self._close: tuple[int, str] | None = None
@@ -110,6 +161,8 @@ class FrameWriter:
             return False
         frames.append(frame)
         self._bytes += size
+        if self._memory is not None:
+            self._memory.add(frame)
         self._wake()
         return True
 
@@ -123,8 +176,7 @@ class FrameWriter:
             return
         self.closed = True
         if not flush:
-            self._frames = None
-            self._bytes = 0
+            self._drop()
         self._close = (code, reason[:120])  # a close reason must fit in 123 bytes
         self._wake()
 
@@ -134,14 +186,21 @@ class FrameWriter:
     async def stop(self) -> None:
         """Stop sending; what is still queued (a close frame too) is dropped."""
         self.closed = True
-        self._frames = None
-        self._bytes = 0
+        self._drop()
         self._close = None  # a writer still waiting for its FlushBatch then sends nothing
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
             with suppress(asyncio.CancelledError):
                 await task
+
+    def _drop(self) -> None:
+        """Forget every queued frame (and take them off the process's account)."""
+        frames, self._frames = self._frames, None
+        self._bytes = 0
+        if frames and self._memory is not None:
+            for frame in frames:
+                self._memory.remove(frame)
 
     def _wake(self) -> None:
         if not self._draining:
@@ -165,6 +224,8 @@ class FrameWriter:
                 self.busy_since = time.monotonic()
                 frame = frames.popleft()
                 self._bytes -= frame_size(frame)
+                if self._memory is not None:
+                    self._memory.remove(frame)
                 # The one copy of a shared payload this socket makes, for as long as it is sent.
                 text = frame if isinstance(frame, str) else frame[0] + frame[1] + "}"
                 await send({"type": "websocket.send", "text": text})
@@ -180,11 +241,10 @@ class FrameWriter:
             # Each ASGI server says "that socket is gone" with an exception of its own.
             log.debug("websocket send failed: %r", exc)
             self.closed = True
-            self._frames = None
-            self._bytes = 0
+            self._drop()
         finally:
             # No await since the queue was last seen empty: an offer() now starts a new drain.
             self.busy_since = 0.0
             self._draining = False
             self._task = None
-            self._frames = None  # empty (or dropped): an idle socket keeps no queue
+            self._drop()  # empty (or cancelled mid-way): an idle socket keeps no queue
