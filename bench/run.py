@@ -189,6 +189,22 @@ def run_one(server: Server, n: int, rate: float, events: int, workload: str) -> 
     if line != "READY":
         raise RuntimeError(f"sessions never all received a probe: {line}")
     time.sleep(0.5)
+    abuser = None
+    if "noisy" in workload:  # one client hammering the server with what issue 15's attacker sent
+        abuser = subprocess.Popen(
+            [
+                MAIN_PY,
+                str(BENCH / "abuser.py"),
+                "--url",
+                server.url().replace("ws://", "http://"),
+                "--token",
+                mint_token(DEVELOPMENT_SECRET, "abuser"),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(1.0)
     cpu_before = server.cpu_seconds()
     published = subprocess.run(
         publisher(server, "--rate", str(rate), "--events", str(events)),
@@ -202,6 +218,11 @@ def run_one(server: Server, n: int, rate: float, events: int, workload: str) -> 
     cpu = server.cpu_seconds() - cpu_before
     rss_end = server.rss_kb()  # before the load generator closes its sockets
     loadgen.wait(30)
+    abused = None
+    if abuser is not None:
+        abuser.send_signal(signal.SIGINT)
+        out, _ = abuser.communicate(timeout=30)
+        abused = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
     result.update(
         server=server.name,
         workload=workload,
@@ -215,6 +236,7 @@ def run_one(server: Server, n: int, rate: float, events: int, workload: str) -> 
         cpu_s=cpu,
         cpu_ms_per_1000_deliveries=1e6 * cpu / result["deliveries"] if result["deliveries"] else None,
         client_deflate=DEFLATE == "on",
+        abuser=abused,
     )
     say(
         f"  {result['deliveries_per_s'] or 0:,.0f} deliveries/s, p50 {1000 * (result['latency_s']['p50'] or 0):.1f} ms,"
@@ -244,6 +266,9 @@ def plan(smoke: bool, sizes: list[int], workloads: set[str]) -> list[tuple[str, 
     if "W2" in workloads:
         # 150 events, so that one slow event (1000 deliveries) is under 1% of the samples of p99.
         runs += [("W2 moderate", s, 1000, 5, 150) for s in servers]
+    if "W2noisy" in workloads:
+        # W2 with a noisy neighbour: the bystanders' p99 should stay within 2x of W2's.
+        runs += [("W2 noisy neighbour", s, 1000, 5, 150) for s in ("switchboard",)]
     if "W3" in workloads:
         # Idle subscribed sessions (RSS before the events), then after 200 events.
         runs += [("W3 memory", s, 2000, 10, 200) for s in servers]
@@ -308,7 +333,7 @@ def main() -> int:
         done = {(r["workload"], r["server"], r["n"]) for r in results}
         earlier = json.loads((out / f"{stem}.json").read_text())["runs"]
         results = [r for r in earlier if (r["workload"], r["server"], r["n"]) not in done] + results
-        order = ["W1 saturation", "W2 moderate", "W3 memory", "W4 scale"]
+        order = ["W1 saturation", "W2 moderate", "W2 noisy neighbour", "W3 memory", "W4 scale"]
         names = list(SERVERS)
         results.sort(
             key=lambda r: (
