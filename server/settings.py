@@ -63,6 +63,8 @@ class Settings:
     max_pending_per_address: int = 200
     connect_rate: float = 100.0  # WebSocket handshakes per second per address (a whole office's NAT)
     connect_burst: int = 1000
+    http_rate: float = 100.0  # HTTP requests to /graphql per second per address
+    http_burst: int = 500
     ws_compression: bool = False
     ws_compression_min_bytes: int = 128
 
@@ -131,6 +133,8 @@ class Settings:
             max_pending_per_address=_positive_int(env, "SWITCHBOARD_MAX_PENDING_PER_ADDRESS", 200),
             connect_rate=_positive_float(env, "SWITCHBOARD_CONNECT_RATE", 100.0),
             connect_burst=_positive_int(env, "SWITCHBOARD_CONNECT_BURST", 1000),
+            http_rate=_positive_float(env, "SWITCHBOARD_HTTP_RATE", 100.0),
+            http_burst=_positive_int(env, "SWITCHBOARD_HTTP_BURST", 500),
             max_token_ttl=_positive_int(env, "SWITCHBOARD_MAX_TOKEN_TTL", DEFAULT_MAX_TOKEN_TTL),
             ws_compression=_flag(env, "SWITCHBOARD_WS_COMPRESSION", default=False),
             ws_compression_min_bytes=_whole(env, "SWITCHBOARD_WS_COMPRESSION_MIN_BYTES", 128),

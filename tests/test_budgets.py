@@ -242,6 +242,8 @@ GUARDED = {
     "SWITCHBOARD_CONNECT_BURST": "40",
     "SWITCHBOARD_CONNECT_RATE": "2",
     "SWITCHBOARD_OPERATION_BURST": "30",
+    "SWITCHBOARD_HTTP_BURST": "20",
+    "SWITCHBOARD_HTTP_RATE": "1",
     "SWITCHBOARD_OPERATION_RATE": "0.1",
 }
 
@@ -367,3 +369,17 @@ async def test_past_the_process_queue_budget_the_slowest_readers_go_first(
         for peer in stalled:
             peer.close()
         server.stop()
+
+
+async def test_http_requests_are_limited_per_address_before_anything_else(guarded: ServerProcess) -> None:
+    """One address in a loop gets 429 at the door (no authentication, no body read); another
+    address is not affected."""
+    loud = httpx.AsyncHTTPTransport(local_address="127.0.0.4")
+    async with httpx.AsyncClient(transport=loud, timeout=10) as client:
+        replies = [await client.post(guarded.http_url, json={"query": "{ __typename }"}) for _ in range(30)]
+    statuses = [r.status_code for r in replies]
+    assert statuses[:20] == [200] * 20 and statuses[20:] == [429] * 10
+    assert replies[-1].json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+    assert replies[-1].headers["retry-after"] == "1"
+    quiet = await http(guarded.http_url, "{ __typename }")
+    assert quiet == {"data": {"__typename": "Query"}}

@@ -12,6 +12,7 @@ from switchboard.exceptions import Unavailable
 from switchboard.layers import RedisLayer
 from switchboard.observability.worker_metrics import WorkerShare
 from switchboard.publish import attach_server_layer, detach_server_layer
+from switchboard.security.ratelimit import BucketTable
 from switchboard.services import Services, build_services
 from switchboard.settings import Settings
 from switchboard.web.metrics import CONTENT_TYPE, SwitchboardCollector, make_registry, render
@@ -23,6 +24,13 @@ from switchboard.ws.endpoint import WebSocketEndpoint
 log = logging.getLogger(__name__)
 
 GRAPHQL_PATH = "/graphql"
+TOO_MANY_HEADERS = [(b"content-type", b"application/json"), (b"retry-after", b"1")]
+TOO_MANY_BODY = orjson.dumps(
+    {
+        "data": None,
+        "errors": [{"message": "too many requests: slow down", "extensions": {"code": "RATE_LIMITED"}}],
+    }
+)
 
 
 class Switchboard:
@@ -33,12 +41,23 @@ class Switchboard:
         self._http: ASGIApp = cast(ASGIApp, quart)
         self.services = services
         self.websockets = websockets
+        settings = services.settings
+        # Before Quart, authentication or the body: a request over its address's budget costs
+        # a few microseconds, so one client in a loop cannot take the CPU from everyone else.
+        self._requests = BucketTable(settings.http_rate, settings.http_burst)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and scope["path"] == GRAPHQL_PATH:
             await self.websockets(scope, receive, send)
+        elif scope["type"] == "http" and scope["path"] == GRAPHQL_PATH and not self._admit(scope):
+            await send({"type": "http.response.start", "status": 429, "headers": TOO_MANY_HEADERS})
+            await send({"type": "http.response.body", "body": TOO_MANY_BODY})
         else:
             await self._http(scope, receive, send)
+
+    def _admit(self, scope: Scope) -> bool:
+        client = scope.get("client")
+        return self._requests.get(str(client[0]) if client else "-").take()
 
 
 def create_app(settings: Settings | None = None, schema: Any = None) -> Switchboard:
