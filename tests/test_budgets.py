@@ -187,33 +187,32 @@ async def test_a_subscriptions_variables_are_bounded(server: ServerProcess) -> N
         assert "variables" in refused["payload"][0]["message"]
 
 
-async def test_readers_that_stall_on_large_events_cost_their_byte_budget_not_the_process(
-    redis_url: str, prefix: str
-) -> None:
-    """20 connections stop reading while 200 events of 29 KB go to their note: each is closed with
-    4008 once its queue holds SWITCHBOARD_QUEUE_BYTES (payloads shared, not copied per socket);
-    the process grows by a few MB instead of 20 x 1024 frames x 29 KB; the bystander gets all."""
-    server = ServerProcess({"REDIS_URL": redis_url, "SWITCHBOARD_PREFIX": prefix}).start()
+async def stalled_readers(
+    env: dict[str, str], readers: int, count: int, pad: str
+) -> tuple[list[int | None], int]:
+    """`readers` connections stop reading while `count` events (`pad` is the payload's padding,
+    an expression of `i`) go to their note; a bystander in the same note must get them all.
+    Returns the stalled connections' close codes and the server's RSS growth meanwhile."""
+    server = ServerProcess(env).start()
     note = unique("n")
     stalled: list[StalledPeer] = []
     try:
         async with WsClient(server.ws_url, token(unique("b"))) as bystander:
             await bystander.execute("mutation($n: ID!) { openNote(noteId: $n) { id } }", n=note)
             events = await bystander.events([f"note_{note}"])
-            for _ in range(20):
+            for _ in range(readers):
                 peer = await asyncio.to_thread(StalledPeer, "127.0.0.1", server.port)
                 stalled.append(peer)
                 await asyncio.to_thread(slow_subscribe, peer, note)
             await asyncio.sleep(0.3)
             before = rss(server)
-            count = 200
             publishing = asyncio.create_task(
                 asyncio.to_thread(
                     run_python,
                     "import time\n"
                     "from switchboard.publish import send_to_group_sync as s\n"
                     f"for i in range({count}):\n"
-                    f"    s('note_{note}', 'data', payload={{'i': i, 'pad': 'x' * 29000}})\n"
+                    f"    s('note_{note}', 'data', payload={{'i': i, 'pad': {pad}}})\n"
                     "    time.sleep(0.005)",
                     {**server.env},
                 )
@@ -227,12 +226,23 @@ async def test_readers_that_stall_on_large_events_cost_their_byte_budget_not_the
             assert got == list(range(count))
             growth = rss(server) - before
             closes = await asyncio.gather(*(asyncio.to_thread(p.drain_until_closed) for p in stalled))
-            assert [code for code, _ in closes] == [4008] * len(stalled)
-            assert growth < 48 << 20, f"RSS grew {growth / 1e6:.0f} MB"
+            return [code for code, _ in closes], growth
     finally:
         for peer in stalled:
             peer.close()
         server.stop()
+
+
+async def test_readers_that_stall_on_large_events_cost_their_byte_budget_not_the_process(
+    redis_url: str, prefix: str
+) -> None:
+    """20 connections stop reading while 200 events of 29 KB go to their note: each is closed with
+    4008 once its queue holds SWITCHBOARD_QUEUE_BYTES (payloads shared, not copied per socket);
+    the process grows by a few MB instead of 20 x 1024 frames x 29 KB; the bystander gets all."""
+    env = {"REDIS_URL": redis_url, "SWITCHBOARD_PREFIX": prefix}
+    codes, growth = await stalled_readers(env, readers=20, count=200, pad="'x' * 29000")
+    assert codes == [4008] * 20
+    assert growth < 48 << 20, f"RSS grew {growth / 1e6:.0f} MB"
 
 
 GUARDED = {
@@ -332,43 +342,8 @@ async def test_past_the_process_queue_budget_the_slowest_readers_go_first(
         "SWITCHBOARD_QUEUE_BYTES": str(50 << 20),
         "SWITCHBOARD_QUEUE_BYTES_TOTAL": str(3 << 20),
     }
-    server = ServerProcess(env).start()
-    note = unique("n")
-    stalled: list[StalledPeer] = []
-    try:
-        async with WsClient(server.ws_url, token(unique("b"))) as bystander:
-            await bystander.execute("mutation($n: ID!) { openNote(noteId: $n) { id } }", n=note)
-            events = await bystander.events([f"note_{note}"])
-            for _ in range(5):
-                peer = await asyncio.to_thread(StalledPeer, "127.0.0.1", server.port)
-                stalled.append(peer)
-                await asyncio.to_thread(slow_subscribe, peer, note)
-            await asyncio.sleep(0.3)
-            count = 80
-            publishing = asyncio.create_task(
-                asyncio.to_thread(
-                    run_python,
-                    "import time\n"
-                    "from switchboard.publish import send_to_group_sync as s\n"
-                    f"for i in range({count}):\n"
-                    f"    s('note_{note}', 'data', payload={{'i': i, 'pad': str(i) * 100000}})\n"
-                    "    time.sleep(0.01)",
-                    {**server.env},
-                )
-            )
-            got: list[int] = []
-            while len(got) < count:
-                event = (await events.next(10))["events"]
-                if event["__typename"] == "DataEvent":
-                    got.append(event["payload"]["i"])
-            await publishing
-            assert got == list(range(count))
-            closes = await asyncio.gather(*(asyncio.to_thread(p.drain_until_closed) for p in stalled))
-            assert [code for code, _ in closes] == [4008] * len(stalled)
-    finally:
-        for peer in stalled:
-            peer.close()
-        server.stop()
+    codes, _ = await stalled_readers(env, readers=5, count=80, pad="str(i) * 100000")
+    assert codes == [4008] * 5
 
 
 async def test_http_requests_are_limited_per_address_before_anything_else(guarded: ServerProcess) -> None:

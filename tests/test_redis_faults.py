@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 import pytest
@@ -13,7 +14,7 @@ import redis
 
 from switchboard.publish import send_to_group_sync
 from tests.conftest import token, unique
-from tests.support.client import WsClient
+from tests.support.client import Subscription, WsClient
 from tests.support.processes import ServerProcess
 from tests.support.proxy import TcpProxy
 
@@ -40,39 +41,40 @@ def publish(redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch) -> Cal
     return lambda group, message: send_to_group_sync(group, "notify", message=message)
 
 
-async def through(proxy: TcpProxy, prefix: str) -> ServerProcess:
-    """A server whose Redis is behind the proxy. Started from a thread: the proxy runs on this
+@asynccontextmanager
+async def subscribed_through(proxy: TcpProxy, prefix: str) -> AsyncIterator[tuple[Subscription, str]]:
+    """A server whose Redis is behind the proxy, and a client in a note subscribed to it:
+    (its events, the note's group). The server starts from a thread: the proxy runs on this
     event loop, and the server needs it to get ready."""
     env = {"REDIS_URL": f"redis://127.0.0.1:{proxy.port}/0", "SWITCHBOARD_PREFIX": prefix}
-    return await asyncio.to_thread(ServerProcess(env).start)
+    server = await asyncio.to_thread(ServerProcess(env).start)
+    user, note = unique("u"), unique("n")
+    try:
+        async with WsClient(server.ws_url, token(user)) as client:
+            await client.execute("mutation($n: ID!) { openNote(noteId: $n) { id } }", n=note)
+            yield await client.subscribe(EVENTS, g=[f"note_{note}"]), f"note_{note}"
+    finally:
+        server.stop()
 
 
 async def test_events_published_while_the_connection_is_cut_arrive_late_and_in_order(
     proxy: TcpProxy, prefix: str, publish: Callable[[str, str], None]
 ) -> None:
-    server = await through(proxy, prefix)
-    user, note = unique("u"), unique("n")
-    group = f"note_{note}"
-    try:
-        async with WsClient(server.ws_url, token(user)) as client:
-            await client.execute("mutation($n: ID!) { openNote(noteId: $n) { id } }", n=note)
-            events = await client.subscribe(EVENTS, g=[group])
-            for message in ("before-1", "before-2"):
-                await asyncio.to_thread(publish, group, message)
-            got = [(await events.next())["events"] for _ in range(2)]
+    async with subscribed_through(proxy, prefix) as (events, group):
+        for message in ("before-1", "before-2"):
+            await asyncio.to_thread(publish, group, message)
+        got = [(await events.next())["events"] for _ in range(2)]
 
-            await proxy.cut(2.0)  # the server's pub/sub and command connections are reset
-            for message in ("during-1", "during-2", "during-3"):
-                await asyncio.to_thread(publish, group, message)
-            while True:  # once the server is back, the gap arrives first, then live events
-                event = (await events.next(15))["events"]
-                got.append(event)
-                if event.get("message") == "during-3":
-                    break
-            await asyncio.to_thread(publish, group, "after-1")
-            got.append((await events.next())["events"])
-    finally:
-        server.stop()
+        await proxy.cut(2.0)  # the server's pub/sub and command connections are reset
+        for message in ("during-1", "during-2", "during-3"):
+            await asyncio.to_thread(publish, group, message)
+        while True:  # once the server is back, the gap arrives first, then live events
+            event = (await events.next(15))["events"]
+            got.append(event)
+            if event.get("message") == "during-3":
+                break
+        await asyncio.to_thread(publish, group, "after-1")
+        got.append((await events.next())["events"])
     messages = [e.get("message") for e in got if e["__typename"] == "NotifyEvent"]
     assert messages == ["before-1", "before-2", "during-1", "during-2", "during-3", "after-1"]
     assert all(e["__typename"] == "NotifyEvent" for e in got), got
@@ -81,28 +83,20 @@ async def test_events_published_while_the_connection_is_cut_arrive_late_and_in_o
 async def test_a_gap_the_history_cannot_cover_is_said_not_hidden(
     proxy: TcpProxy, redis_url: str, prefix: str, publish: Callable[[str, str], None]
 ) -> None:
-    server = await through(proxy, prefix)
-    user, note = unique("u"), unique("n")
-    group = f"note_{note}"
-    try:
-        async with WsClient(server.ws_url, token(user)) as client:
-            await client.execute("mutation($n: ID!) { openNote(noteId: $n) { id } }", n=note)
-            events = await client.subscribe(EVENTS, g=[group])
-            await asyncio.to_thread(publish, group, "before")
-            assert (await events.next())["events"]["message"] == "before"
+    async with subscribed_through(proxy, prefix) as (events, group):
+        await asyncio.to_thread(publish, group, "before")
+        assert (await events.next())["events"]["message"] == "before"
 
-            cutting = asyncio.create_task(proxy.cut(2.0))
-            await asyncio.sleep(0.5)
-            # The group's history is lost meanwhile (expired, or Redis restarted without it).
-            direct = redis.Redis.from_url(redis_url)
-            direct.delete(*direct.keys(f"{prefix}:history:{group}:*"))
-            direct.close()
-            await asyncio.to_thread(publish, group, "after-the-loss")
-            await cutting
-            resume = (await events.next(15))["events"]
-            assert resume["__typename"] == "ResumeEvent" and resume["recovered"] is False, resume
-            assert "refetch" in resume["reason"]
-            await asyncio.to_thread(publish, group, "live")
-            assert (await events.next())["events"]["message"] == "live"
-    finally:
-        server.stop()
+        cutting = asyncio.create_task(proxy.cut(2.0))
+        await asyncio.sleep(0.5)
+        # The group's history is lost meanwhile (expired, or Redis restarted without it).
+        direct = redis.Redis.from_url(redis_url)
+        direct.delete(*direct.keys(f"{prefix}:history:{group}:*"))
+        direct.close()
+        await asyncio.to_thread(publish, group, "after-the-loss")
+        await cutting
+        resume = (await events.next(15))["events"]
+        assert resume["__typename"] == "ResumeEvent" and resume["recovered"] is False, resume
+        assert "refetch" in resume["reason"]
+        await asyncio.to_thread(publish, group, "live")
+        assert (await events.next())["events"]["message"] == "live"
