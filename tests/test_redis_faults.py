@@ -100,3 +100,24 @@ async def test_a_gap_the_history_cannot_cover_is_said_not_hidden(
         assert "refetch" in resume["reason"]
         await asyncio.to_thread(publish, group, "live")
         assert (await events.next())["events"]["message"] == "live"
+
+
+async def test_a_black_holed_connection_is_found_and_its_gap_filled(
+    proxy: TcpProxy, prefix: str, publish: Callable[[str, str], None]
+) -> None:
+    """20 s during which the route to Redis drops everything and resets nothing: the server
+    finds its silent pub/sub connection by a PING, reconnects when the route is back, and the
+    events of the hole arrive late and in order."""
+    async with subscribed_through(proxy, prefix) as (events, group):
+        await asyncio.to_thread(publish, group, "before")
+        got = [(await events.next())["events"]]
+        hole = asyncio.create_task(proxy.blackhole(20.0))
+        await asyncio.sleep(1.0)
+        for message in ("during-1", "during-2"):
+            await asyncio.to_thread(publish, group, message)
+        await hole
+        while got[-1].get("message") != "during-2":
+            got.append((await events.next(30))["events"])
+        await asyncio.to_thread(publish, group, "after")
+        got.append((await events.next(10))["events"])
+    assert [e.get("message") for e in got] == ["before", "during-1", "during-2", "after"]

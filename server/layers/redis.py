@@ -20,6 +20,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from switchboard.exceptions import MalformedEnvelope, Unavailable
@@ -33,6 +34,8 @@ from switchboard.observability.stats import STATS
 
 log = logging.getLogger(__name__)
 
+PUBSUB_POLL = 1.0  # seconds a read of the pub/sub connection waits before checking its health
+PUBSUB_IDLE = 5.0  # seconds without traffic before the pub/sub connection is pinged
 RECONNECT_BACKOFF_MIN = 0.1
 RECONNECT_BACKOFF_MAX = 2.0
 # Everything the Redis client raises when Redis or the way to it fails. uvloop says "the
@@ -337,12 +340,30 @@ class RedisLayer:
             task.add_done_callback(self._readers.discard)
 
     async def _read(self, pubsub: PubSub) -> None:
-        """Read one pub/sub connection until cancelled, reconnecting with backoff."""
+        """Read one pub/sub connection until cancelled, reconnecting with backoff.
+
+        A connection that goes silent (a black-holed route: no reset ever comes) is found by a
+        PING after PUBSUB_IDLE seconds without traffic, unanswered within the layer's timeout;
+        it is then dropped, so redis-py reconnects and resubscribes, and the gap is filled."""
         backoff = RECONNECT_BACKOFF_MIN
         lost = False
+        loop = asyncio.get_running_loop()
+        last_seen, pinged = loop.time(), 0.0
         while True:
             try:
-                message = await pubsub.get_message(timeout=None)
+                message = await pubsub.get_message(timeout=PUBSUB_POLL)
+                now = loop.time()
+                if message is None:
+                    if pinged and now - pinged > self._timeout:
+                        pinged = 0.0
+                        if pubsub.connection is not None:
+                            await pubsub.connection.disconnect()
+                        raise RedisConnectionError("no answer to PING: the connection to Redis seems dead")
+                    if not pinged and now - last_seen > PUBSUB_IDLE:
+                        pinged = now
+                        await pubsub.ping()
+                    continue
+                last_seen, pinged = now, 0.0
             except REDIS_ERRORS as exc:
                 # redis-py reconnects on the next read and re-subscribes every channel itself.
                 if not lost:

@@ -14,6 +14,9 @@ class TcpProxy:
         self.upstream = (upstream_host, upstream_port)
         self.port = 0
         self.refusing = False
+        self._flowing = asyncio.Event()  # cleared: new connections wait (a black hole)
+        self._flowing.set()
+        self._generation = 0  # connections made before a black hole stay dead after it
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -27,6 +30,7 @@ class TcpProxy:
         if self.refusing:
             writer.transport.abort()
             return
+        await self._flowing.wait()
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.upstream)
         except OSError:
@@ -34,13 +38,15 @@ class TcpProxy:
             return
         self._writers.update((writer, up_writer))
         for source, sink in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.get_running_loop().create_task(self._pipe(source, sink))
+            task = asyncio.get_running_loop().create_task(self._pipe(source, sink, self._generation))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, generation: int) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while data := await source.read(65536):
+                if generation != self._generation:
+                    continue  # a connection from before the black hole: its bytes are lost
                 sink.write(data)
                 await sink.drain()
         sink.transport.abort()
@@ -59,7 +65,17 @@ class TcpProxy:
         await asyncio.sleep(seconds)
         self.refusing = False
 
+    async def blackhole(self, seconds: float) -> None:
+        """A route that drops everything and resets nothing, as when a NAT or firewall forgets
+        its state: connections open now go silent for good (no reset ever comes); new ones
+        hang until `seconds` have passed, then work."""
+        self._generation += 1
+        self._flowing.clear()
+        await asyncio.sleep(seconds)
+        self._flowing.set()
+
     async def close(self) -> None:
+        self._flowing.set()
         self.reset()
         if self._server is not None:
             self._server.close()
