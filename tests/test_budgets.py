@@ -4,6 +4,7 @@ operation, while a bystander receives every event published meanwhile, in order.
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
 import time
@@ -358,3 +359,46 @@ async def test_http_requests_are_limited_per_address_before_anything_else(guarde
     assert replies[-1].headers["retry-after"] == "1"
     quiet = await http(guarded.http_url, "{ __typename }")
     assert quiet == {"data": {"__typename": "Query"}}
+
+
+async def test_sigterm_during_an_attack_still_stops_the_server_in_time(redis_url: str, prefix: str) -> None:
+    """Stalled readers holding full queues, and a client hammering HTTP with heavy queries: SIGTERM
+    still ends the process within its grace period (5 s, plus start-up of the stop)."""
+    server = ServerProcess({"REDIS_URL": redis_url, "SWITCHBOARD_PREFIX": prefix}).start()
+    note = unique("n")
+    stalled: list[StalledPeer] = []
+    stop = asyncio.Event()
+
+    async def hammer() -> None:
+        heavy = "{ " + "a " * 30_000 + "}"
+        async with httpx.AsyncClient(timeout=5) as client:
+            while not stop.is_set():
+                try:
+                    await client.post(server.http_url, json={"query": heavy})
+                except httpx.HTTPError:
+                    return  # the server is gone
+
+    try:
+        for _ in range(5):
+            peer = await asyncio.to_thread(StalledPeer, "127.0.0.1", server.port)
+            stalled.append(peer)
+            await asyncio.to_thread(slow_subscribe, peer, note)
+        await asyncio.to_thread(
+            run_python,
+            "from switchboard.publish import send_to_group_sync as s\n"
+            f"for i in range(100):\n    s('note_{note}', 'data', payload={{'i': i, 'pad': 'x' * 20000}})",
+            {**server.env},
+        )
+        hammering = [asyncio.create_task(hammer()) for _ in range(4)]
+        await asyncio.sleep(1.0)
+        started = time.monotonic()
+        code = await asyncio.to_thread(server.stop, signal.SIGTERM, 15)
+        took = time.monotonic() - started
+        stop.set()
+        await asyncio.gather(*hammering)
+        assert code == 0 and took < 10, (code, took)
+    finally:
+        stop.set()
+        for peer in stalled:
+            peer.close()
+        server.stop()
