@@ -121,3 +121,21 @@ async def test_a_black_holed_connection_is_found_and_its_gap_filled(
         await asyncio.to_thread(publish, group, "after")
         got.append((await events.next(10))["events"])
     assert [e.get("message") for e in got] == ["before", "during-1", "during-2", "after"]
+
+
+async def test_200_ms_to_redis_delays_but_loses_and_forgets_nothing(
+    proxy: TcpProxy, prefix: str, publish: Callable[[str, str], None]
+) -> None:
+    """Every Redis round trip takes 400 ms more (200 each way): events arrive, in order, and the
+    session stays listed and present (no LEAVE for a session still connected)."""
+    proxy.latency = 0.2
+    async with subscribed_through(proxy, prefix) as (events, group):
+        sent = [f"slow-{i}" for i in range(10)]
+        for message in sent:
+            await asyncio.to_thread(publish, group, message)
+        got = [(await events.next(10))["events"] for _ in sent]
+        assert [e.get("message") for e in got] == sent
+        await asyncio.sleep(6)  # past a heartbeat interval: a slow heartbeat must not look dead
+        await asyncio.to_thread(publish, group, "still")
+        later = (await events.next(10))["events"]
+        assert later.get("message") == "still", later  # no PresenceEvent LEAVE came first

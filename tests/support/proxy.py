@@ -17,6 +17,7 @@ class TcpProxy:
         self._flowing = asyncio.Event()  # cleared: new connections wait (a black hole)
         self._flowing.set()
         self._generation = 0  # connections made before a black hole stay dead after it
+        self.latency = 0.0  # seconds added to every chunk, each way
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -47,6 +48,8 @@ class TcpProxy:
             while data := await source.read(65536):
                 if generation != self._generation:
                     continue  # a connection from before the black hole: its bytes are lost
+                if self.latency:
+                    await asyncio.sleep(self.latency)
                 sink.write(data)
                 await sink.drain()
         sink.transport.abort()
