@@ -47,8 +47,6 @@ class _InProcess:
     the server running in this process and the loop it runs on."""
 
     capture: list[Envelope] | None = None
-    layer: GroupLayer | None = None
-    loop: asyncio.AbstractEventLoop | None = None
     # Every app serving in this process, newest last: publishing uses the newest, and stopping
     # one app leaves the others' attached (two apps in one test process).
     serving: list[tuple[GroupLayer, asyncio.AbstractEventLoop]] = []
@@ -57,13 +55,16 @@ class _InProcess:
 def attach_server_layer(layer: GroupLayer) -> None:
     """Called by the app when it starts serving, so in-process publishers share its layer."""
     _InProcess.serving.append((layer, asyncio.get_running_loop()))
-    _InProcess.layer, _InProcess.loop = _InProcess.serving[-1]
 
 
 def detach_server_layer(layer: GroupLayer) -> None:
     """Called by the app when it stops serving."""
     _InProcess.serving[:] = [(a, loop) for a, loop in _InProcess.serving if a is not layer]
-    _InProcess.layer, _InProcess.loop = _InProcess.serving[-1] if _InProcess.serving else (None, None)
+
+
+def _server_layer() -> tuple[GroupLayer, asyncio.AbstractEventLoop] | None:
+    """The newest serving app's layer and loop, if an app serves in this process."""
+    return _InProcess.serving[-1] if _InProcess.serving else None
 
 
 def capture_into(events: list[Envelope] | None) -> None:
@@ -84,8 +85,8 @@ async def send_to_group(group: str, event: str, /, **fields: Any) -> Envelope:
     if _InProcess.capture is not None:
         _InProcess.capture.append(envelope)
         return envelope
-    layer, loop = _InProcess.layer, _InProcess.loop
-    if layer is not None and loop is not None:
+    if (server := _server_layer()) is not None:
+        layer, loop = server
         if loop is asyncio.get_running_loop():
             await layer.group_send(group, envelope)
         else:  # another thread's loop in the server's process
@@ -111,8 +112,8 @@ def send_to_group_sync(group: str, event: str, /, **fields: Any) -> Envelope:
     if _InProcess.capture is not None:
         _InProcess.capture.append(envelope)
         return envelope
-    layer, loop = _InProcess.layer, _InProcess.loop
-    if layer is not None and loop is not None:
+    if (server := _server_layer()) is not None:
+        layer, loop = server
         if _running_loop() is loop:
             raise RuntimeError(
                 "send_to_group_sync called on the server's event loop: await send_to_group instead"

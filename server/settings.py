@@ -69,6 +69,11 @@ class Settings:
     ws_compression_min_bytes: int = 128
 
     @property
+    def max_groups(self) -> int:
+        """The most groups a session can be in: all, user_<id> and its notes."""
+        return self.max_notes + 2
+
+    @property
     def dev(self) -> bool:
         return self.mode == "dev"
 

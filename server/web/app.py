@@ -18,7 +18,7 @@ from switchboard.settings import Settings
 from switchboard.web.metrics import CONTENT_TYPE, SwitchboardCollector, make_registry, render
 from switchboard.web.view import STATIC, SwitchboardView
 from switchboard.ws.api import GraphQLApi
-from switchboard.ws.asgi_types import ASGIApp, Receive, Scope, Send
+from switchboard.ws.asgi_types import ASGIApp, Receive, Scope, Send, client_address
 from switchboard.ws.endpoint import WebSocketEndpoint
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,7 @@ class Switchboard:
             await self._http(scope, receive, send)
 
     def _admit(self, scope: Scope) -> bool:
-        client = scope.get("client")
-        return self._requests.get(str(client[0]) if client else "-").take()
+        return self._requests.get(str(client_address(scope))).take()
 
 
 def create_app(settings: Settings | None = None, schema: Any = None) -> Switchboard:

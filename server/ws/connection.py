@@ -22,7 +22,7 @@ from switchboard.exceptions import SwitchboardError, Unavailable
 from switchboard.messages.groups import note_group
 from switchboard.security.ratelimit import TokenBucket
 from switchboard.sessions.session import Session
-from switchboard.ws.asgi_types import Receive, Scope, Send
+from switchboard.ws.asgi_types import Receive, Scope, Send, client_address
 from switchboard.ws.opening import authenticate_connection, open_session
 from switchboard.ws.operations import Execute, Multiplexed, Stream, plan
 from switchboard.ws.protocol import LEGACY_WS, MAX_OPERATION_ID, State, coded
@@ -249,7 +249,7 @@ class Connection:
             self.close(close_codes.BAD_REQUEST, "connection_init payload must be an object")
             return
         try:
-            self.resume = resume_cursors(payload, self.endpoint.services.settings.max_notes + 2)
+            self.resume = resume_cursors(payload, self.endpoint.services.settings.max_groups)
         except SwitchboardError as exc:
             self.close(close_codes.BAD_REQUEST, str(exc))
             return
@@ -290,8 +290,7 @@ class Connection:
     @property
     def address(self) -> str | None:
         """The peer's address, as the ASGI server reports it."""
-        client = self.scope.get("client")
-        return str(client[0]) if client else None
+        return client_address(self.scope)
 
     def header(self, name: str) -> str | None:
         wanted = name.lower().encode()
@@ -343,14 +342,13 @@ class Connection:
 
     async def _start(self, op_id: str, query: str, variables: dict[str, Any], name: str | None) -> None:
         settings = self.endpoint.services.settings
-        max_groups = settings.max_notes + 2  # all, user_<id> and the notes
         planned = plan(
             self.endpoint.api,
             self.endpoint.documents,
             query,
             variables,
             name,
-            max_groups,
+            settings.max_groups,
             settings.max_variables_bytes,
         )
         if isinstance(planned, list):

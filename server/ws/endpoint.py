@@ -14,7 +14,7 @@ from switchboard.security.origins import OriginPolicy
 from switchboard.security.ratelimit import BucketTable
 from switchboard.services import Services
 from switchboard.ws.api import GraphQLApi
-from switchboard.ws.asgi_types import Receive, Scope, Send
+from switchboard.ws.asgi_types import Receive, Scope, Send, client_address
 from switchboard.ws.connection import Connection
 from switchboard.ws.protocol import SUBPROTOCOLS
 from switchboard.ws.render import DocumentCache, Renderer
@@ -114,8 +114,7 @@ class WebSocketEndpoint:
     def _refusal(self, scope: Scope) -> str | None:
         """Why a new socket is turned away (1013), or None."""
         settings = self.services.settings
-        client = scope.get("client")
-        address = str(client[0]) if client else None
+        address = client_address(scope)
         if self._stopping:
             return "server shutting down"
         if len(self.connections) - self.pending_total >= settings.max_connections:
