@@ -102,7 +102,10 @@ class PresenceEvent:
     user_id: strawberry.ID
     session_id: strawberry.ID
     sent_at: datetime
-    cursor: str | None = strawberry.field(description=CURSOR)
+    cursor: str | None = strawberry.field(
+        description="Always null: join and leave are not kept in the history, so they are never replayed "
+        "and never push a note's events out of its resume window (ask `presence` for who is there now)."
+    )
 
     @classmethod
     def from_envelope(cls, envelope: Envelope) -> PresenceEvent:

@@ -71,6 +71,23 @@ async def test_since_returns_exactly_the_missed_events(layer: InMemoryLayer | Re
     assert nothing.recovered and nothing.events == ()
 
 
+async def test_what_is_sent_without_history_is_delivered_but_never_kept(
+    layer: InMemoryLayer | RedisLayer,
+) -> None:
+    group, inbox = unique("g"), Inbox()
+    await layer.group_add(group, inbox)
+    await layer.group_send(group, data(group, 0))
+    for i in range(1, 20):  # four times what the history keeps
+        await layer.group_send(group, data(group, i), history=False)
+    await layer.group_send(group, data(group, 20))
+    got = await inbox.wait_for(21)
+    assert [m.fields["payload"] for m in got] == list(range(21))
+    assert all(m.cursor is None for m in got[1:20])
+    recovery = await layer.history_since(group, got[0].cursor or "")
+    assert recovery.recovered, recovery.reason
+    assert [e.fields["payload"] for e in recovery.events] == [20]
+
+
 async def test_a_trimmed_history_says_it_cannot_recover(layer: InMemoryLayer | RedisLayer) -> None:
     group = unique("g")
     for i in range(10):  # the history keeps 5
@@ -246,5 +263,45 @@ async def test_resume_past_the_history_is_not_recovered(
             assert "no longer covers" in resume["reason"]
             await http(server.http_url, DATA, publisher, g=group, p="live")
             assert (await sub.next())["events"]["payload"] == "live"  # live events follow, nothing replayed
+    finally:
+        server.stop()
+
+
+async def test_a_crowd_opening_and_closing_a_note_keeps_its_events_resumable(redis_url: str) -> None:
+    """Join and leave are not history: 40 of them in a note that keeps 5 events leave a cursor
+    from before them recoverable (the reconnect storm lost its notes' events to them)."""
+    server = ServerProcess(
+        {"REDIS_URL": redis_url, "SWITCHBOARD_PREFIX": unique("h"), "SWITCHBOARD_HISTORY_SIZE": "5"}
+    )
+    server.start()
+    user, note = unique("u"), unique()
+    group = f"note_{note}"
+    publisher = token(unique("pub"), publisher=True)
+    presence = """subscription($g: [String!]) {
+      events(groups: $g) { __typename ... on PresenceEvent { kind cursor } } }"""
+    try:
+        async with WsClient(server.ws_url, token(user)) as client:
+            await client.execute(OPEN, n=note)
+            sub = await client.subscribe(RESUMING, since=None)
+            watch = await client.subscribe(presence, g=[group])
+            await http(server.http_url, DATA, publisher, g=group, p=0)
+            cursor = (await sub.next())["events"]["cursor"]
+            for _ in range(20):
+                async with WsClient(server.ws_url, token(unique("v"))) as visitor:
+                    await visitor.execute(OPEN, n=note)
+            seen = []
+            while len(seen) < 40:
+                event = (await watch.next())["events"]
+                if event["__typename"] == "PresenceEvent":
+                    seen.append(event)
+            assert {e["kind"] for e in seen} == {"JOIN", "LEAVE"}
+            assert all(e["cursor"] is None for e in seen)
+        await http(server.http_url, DATA, publisher, g=group, p=1)
+        async with WsClient(server.ws_url, token(user)) as client:
+            await client.execute(OPEN, n=note)
+            sub = await client.subscribe(RESUMING, since=[{"group": group, "cursor": cursor}])
+            resume = (await sub.next())["events"]
+            assert resume["__typename"] == "ResumeEvent" and resume["recovered"] is True, resume
+            assert (await sub.next())["events"]["payload"] == 1
     finally:
         server.stop()

@@ -77,7 +77,10 @@ class Presence:
     async def _announce(self, group: str, kind: str, user_id: str, session_id: str) -> None:
         if group.startswith(NOTE_PREFIX):
             fields = {"kind": kind, "user_id": user_id, "session_id": session_id}
-            await self._layer.group_send(group, Envelope(type=PRESENCE, group=group, fields=fields))
+            # Not kept in the note's history (Centrifugo keeps join/leave out of it too): a
+            # crowd opening and closing a note must not push its events out of the resume window.
+            envelope = Envelope(type=PRESENCE, group=group, fields=fields)
+            await self._layer.group_send(group, envelope, history=False)
 
     async def forget_dead(self, group: str, dead: list[tuple[str, str]]) -> None:
         for session_id, user_id in dead:

@@ -25,8 +25,11 @@ class GroupLayer(Protocol):
     async def group_discard(self, group: str, receiver: Receiver) -> None:
         """Remove `receiver` from `group`; a receiver not in the group is ignored."""
 
-    async def group_send(self, group: str, message: Envelope) -> None:
-        """Deliver `message` to every receiver in `group`, in every process; nobody there is fine."""
+    async def group_send(self, group: str, message: Envelope, *, history: bool = True) -> None:
+        """Deliver `message` to every receiver in `group`, in every process; nobody there is fine.
+
+        With `history=False` the message is not kept in the group's history (it has no cursor
+        and is never replayed): for what is only news while it happens, like presence."""
 
     async def ping(self) -> None:
         """Return if the layer can carry messages now; raise Unavailable if it cannot."""

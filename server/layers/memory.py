@@ -22,10 +22,10 @@ class InMemoryLayer:
     async def group_discard(self, group: str, receiver: Receiver) -> None:
         self._groups.discard(group, receiver)
 
-    async def group_send(self, group: str, message: Envelope) -> None:
+    async def group_send(self, group: str, message: Envelope, *, history: bool = True) -> None:
         if self._closed:
             return
-        if self._history is not None:
+        if history and self._history is not None:
             message = self._history.append(group, message)
         self._groups.deliver(group, message)
 

@@ -175,10 +175,10 @@ class RedisLayer:
                 # Leaving must always succeed: the subscription is dropped when Redis is back.
                 log.warning("could not unsubscribe %s now (%s); will after reconnecting", group, exc)
 
-    async def group_send(self, group: str, message: Envelope) -> None:
+    async def group_send(self, group: str, message: Envelope, *, history: bool = True) -> None:
         try:
             async with asyncio.timeout(self._timeout):
-                if self._append is None:
+                if self._append is None or not history:
                     await self._publish(self.channel(group), message.encode())
                 else:
                     await self._append(
