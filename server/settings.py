@@ -57,6 +57,7 @@ class Settings:
     max_variables_bytes: int = 4096  # a subscription's variables, encoded
     queue_bytes: int = 1 << 20  # a connection's outgoing queue, besides queue_size frames
     queue_bytes_total: int = 256 << 20  # every connection's queue together
+    send_bytes_total: int = 32 << 20  # large frames being sent at once, every connection together
     operation_rate: float = 20.0  # operations of any kind per second, per user (or address)
     operation_burst: int = 60
     max_pending_connections: int = 2000  # accepted sockets not yet past connection_init
@@ -132,6 +133,7 @@ class Settings:
             max_variables_bytes=_positive_int(env, "SWITCHBOARD_MAX_VARIABLES_BYTES", 4096),
             queue_bytes=_positive_int(env, "SWITCHBOARD_QUEUE_BYTES", 1 << 20),
             queue_bytes_total=_positive_int(env, "SWITCHBOARD_QUEUE_BYTES_TOTAL", 256 << 20),
+            send_bytes_total=_positive_int(env, "SWITCHBOARD_SEND_BYTES_TOTAL", 32 << 20),
             operation_rate=_positive_float(env, "SWITCHBOARD_OPERATION_RATE", 20.0),
             operation_burst=_positive_int(env, "SWITCHBOARD_OPERATION_BURST", 60),
             max_pending_connections=_positive_int(env, "SWITCHBOARD_MAX_PENDING_CONNECTIONS", 2000),

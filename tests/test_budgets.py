@@ -4,9 +4,11 @@ operation, while a bystander receives every event published meanwhile, in order.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -401,4 +403,69 @@ async def test_sigterm_during_an_attack_still_stops_the_server_in_time(redis_url
         stop.set()
         for peer in stalled:
             peer.close()
+        server.stop()
+
+
+async def test_one_mib_events_to_many_readers_are_sent_within_the_send_budget(
+    redis_url: str, prefix: str
+) -> None:
+    """300 readers (another process) each get three 1 MiB events: rendered once, the payload
+    shared by every queue, each socket's copy made only while it sends (and no more than
+    SWITCHBOARD_SEND_BYTES_TOTAL of them at once), so the process grows by a few copies, not by
+    900 (the issue measured +593 MB for 500 readers); a bystander gets every notify meanwhile."""
+    env = {
+        "REDIS_URL": redis_url,
+        "SWITCHBOARD_PREFIX": prefix,
+        "SWITCHBOARD_SEND_BYTES_TOTAL": str(16 << 20),
+        "SWITCHBOARD_MAX_PENDING_PER_ADDRESS": "1000",
+        "SWITCHBOARD_CONNECT_BURST": "1000",
+        "SWITCHBOARD_LOG_LEVEL": "WARNING",
+    }
+    server = ServerProcess(env).start()
+    group, readers, sampled = "all", 300, threading.Event()
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.support.readers", server.ws_url, str(readers), group, "3",
+        cwd=ROOT, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert child.stdout is not None
+        async with asyncio.timeout(60):
+            assert (await child.stdout.readline()).strip() == b"READY"
+        user = unique("b")
+        async with WsClient(server.ws_url, token(user)) as bystander:
+            events = await bystander.events([f"user_{user}"])
+            before, peak = rss(server), [0]
+
+            def sample() -> None:
+                while not sampled.is_set():
+                    peak[0] = max(peak[0], rss(server))
+                    time.sleep(0.01)
+
+            sampler = asyncio.create_task(asyncio.to_thread(sample))
+            code = (
+                "from switchboard.publish import send_to_group_sync as s\n"
+                "for i in range(3):\n"
+                f"    s('{group}', 'data', payload={{'i': i, 'pad': 'x' * ((1 << 20) - 64)}})"
+            )
+            publishing = asyncio.create_task(asyncio.to_thread(run_python, code, {**server.env}))
+            publisher, sent = token(unique("svc"), publisher=True), []
+            for i in range(20):
+                sent.append(f"m{i}")
+                await http(server.http_url, NOTIFY, token=publisher, g=f"user_{user}", m=sent[-1])
+                await asyncio.sleep(0.05)
+            got = [(await events.next(10))["events"]["message"] for _ in sent]
+            assert got == sent
+            await publishing
+            async with asyncio.timeout(60):
+                result = json.loads(await child.stdout.readline())
+            sampled.set()
+            await sampler
+        assert result == {"done": readers, "received": 3 * readers}
+        growth = peak[0] - before
+        assert growth < 64 << 20, f"RSS peaked {growth / 1e6:.0f} MB above where it started"
+    finally:
+        sampled.set()
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
         server.stop()

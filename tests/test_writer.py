@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from switchboard.compat.eager_start import start_eagerly
-from switchboard.ws.writer import FlushBatch, FrameWriter, QueueMemory
+from switchboard.ws.writer import LARGE_FRAME, FlushBatch, FrameWriter, QueueMemory, SendBudget, frame_size
 
 
 class Gate:
@@ -235,3 +235,54 @@ async def test_the_process_account_counts_a_shared_payload_once_and_sheds_when_o
     for writer in writers[1:]:
         await settle(writer)
     assert memory.total == 0
+
+
+async def test_large_frames_wait_for_the_process_send_budget_in_order() -> None:
+    """Ten sockets that are slow to take a 1 MiB frame: no more than the budget's worth of
+    frames is being sent at once; the others wait (not copied yet) and go as shares free up."""
+    frame = ('{"id":"1","type":"next","payload":', "x" * (1 << 20))
+    budget = SendBudget(limit=3 * frame_size(frame))
+    gates = [Gate() for _ in range(10)]
+    writers = [FrameWriter(gate, limit=4, budget=budget) for gate in gates]
+    for gate in gates:
+        gate.open.clear()
+    for writer in writers:
+        assert writer.offer(frame)
+    await asyncio.sleep(0.05)
+    assert budget.in_flight == budget.limit
+    assert sum(1 for w in writers if w.busy_since) == 10  # every writer has work ...
+    for gate in gates:
+        gate.open.set()
+    for writer in writers:
+        await settle(writer)
+    assert [len(g.sent) for g in gates] == [1] * 10  # ... and every frame went out
+    assert budget.in_flight == 0
+
+
+async def test_small_frames_never_wait_for_the_send_budget() -> None:
+    budget = SendBudget(limit=1)
+    big = FrameWriter(blocked := Gate(), limit=4, budget=budget)
+    blocked.open.clear()
+    big.offer("y" * LARGE_FRAME)
+    await asyncio.sleep(0)
+    gate = Gate()
+    small = FrameWriter(gate, limit=4, budget=budget)
+    small.offer("hello")
+    await settle(small)
+    assert [m["text"] for m in gate.sent] == ["hello"]
+    await big.stop()
+    assert budget.in_flight == 0  # a send cancelled mid-way gives its share back
+
+
+async def test_a_waiter_cancelled_while_waiting_leaves_the_queue() -> None:
+    budget = SendBudget(limit=10)
+    await budget.acquire(10)
+    waiting = asyncio.create_task(budget.acquire(5))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    budget.release(10)
+    assert budget.in_flight == 0
+    await budget.acquire(10)
+    assert budget.in_flight == 10

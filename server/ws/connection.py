@@ -87,6 +87,7 @@ class Connection:
             batch=endpoint.flush_batch,
             max_bytes=settings.queue_bytes,
             memory=endpoint.queue_memory,
+            budget=endpoint.send_budget,
         )
         self.context = Context(endpoint.services, request=self)
         self.operations: TokenBucket | None = None  # the caller's, once it is known

@@ -18,7 +18,7 @@ from switchboard.ws.asgi_types import Receive, Scope, Send, client_address
 from switchboard.ws.connection import Connection
 from switchboard.ws.protocol import SUBPROTOCOLS
 from switchboard.ws.render import DocumentCache, Renderer
-from switchboard.ws.writer import FlushBatch, QueueMemory
+from switchboard.ws.writer import FlushBatch, QueueMemory, SendBudget
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ class WebSocketEndpoint:
         self.renderer = Renderer(api)
         self.flush_batch = FlushBatch()  # every socket's writer, started together after a fan-out
         self.queue_memory = QueueMemory(settings.queue_bytes_total, self._shed)
+        self.send_budget = SendBudget(settings.send_bytes_total)
         self.connections: set[Connection] = set()
         self.origins = OriginPolicy(
             settings.allowed_origins, allow_any=settings.dev and not settings.allowed_origins

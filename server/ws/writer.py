@@ -78,6 +78,54 @@ class QueueMemory:
             self._on_over()
 
 
+LARGE_FRAME = 64 * 1024
+"""Frames from this size on take a share of the process's SendBudget while they are sent."""
+
+
+class SendBudget:
+    """Bytes of large frames being sent at once, in the whole process.
+
+    Sending makes a socket's own copy of a frame (joined, encoded, framed, in the transport's
+    buffer) that lives until the socket has taken it: one 1 MiB event to 500 readers would be
+    500 copies at once. Large frames wait here, in order, until the bytes in flight are under
+    `limit` (a frame larger than the limit goes alone), so the copies made at once stay bounded.
+    A reader that never takes its frame is closed by the slow-consumer check, which frees its share.
+    """
+
+    __slots__ = ("_waiters", "in_flight", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    async def acquire(self, size: int) -> None:
+        if not self._waiters and (self.in_flight == 0 or self.in_flight + size <= self.limit):
+            self.in_flight += size
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        entry = (size, waiter)
+        self._waiters.append(entry)
+        try:
+            await waiter  # release() counts us in before waking us
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release(size)  # woken and cancelled in the same turn: give the share back
+            else:
+                self._waiters.remove(entry)
+            raise
+
+    def release(self, size: int) -> None:
+        self.in_flight -= size
+        while self._waiters:
+            wanted, waiter = self._waiters[0]
+            if self.in_flight and self.in_flight + wanted > self.limit:
+                break
+            self._waiters.popleft()
+            self.in_flight += wanted
+            waiter.set_result(None)
+
+
 class FlushBatch:
     """Starts the writers woken during one turn of the event loop, once that turn is over."""
 
@@ -105,6 +153,7 @@ class FrameWriter:
 
     __slots__ = (
         "_batch",
+        "_budget",
         "_bytes",
         "_close",
         "_draining",
@@ -128,8 +177,10 @@ class FrameWriter:
         batch: FlushBatch | None = None,
         max_bytes: int = 1 << 20,
         memory: QueueMemory | None = None,
+        budget: SendBudget | None = None,
     ) -> None:
         self._send = send
+        self._budget = budget  # the process's bound on large frames sent at once
         self._batch = batch  # None: start each drain at once
         self._limit = limit
         self._max_bytes = max_bytes
@@ -216,6 +267,12 @@ class FrameWriter:
             return
         self._task = start_eagerly(self._drain(), self._name)
 
+    @staticmethod
+    async def _send_frame(send: Send, frame: Frame) -> None:
+        # The one copy of a shared payload this socket makes, for as long as it is sent.
+        text = frame if isinstance(frame, str) else frame[0] + frame[1] + "}"
+        await send({"type": "websocket.send", "text": text})
+
     async def _drain(self) -> None:
         send = self._send
         try:
@@ -226,9 +283,15 @@ class FrameWriter:
                 self._bytes -= frame_size(frame)
                 if self._memory is not None:
                     self._memory.remove(frame)
-                # The one copy of a shared payload this socket makes, for as long as it is sent.
-                text = frame if isinstance(frame, str) else frame[0] + frame[1] + "}"
-                await send({"type": "websocket.send", "text": text})
+                size = frame_size(frame)
+                if self._budget is not None and size >= LARGE_FRAME:
+                    await self._budget.acquire(size)
+                    try:
+                        await self._send_frame(send, frame)
+                    finally:
+                        self._budget.release(size)
+                else:
+                    await self._send_frame(send, frame)
                 self.sent += 1
             if self._close is not None:
                 code, reason = self._close
