@@ -8,9 +8,9 @@ from typing import Any
 import strawberry
 from graphql import ASTValidationRule, GraphQLError, GraphQLSchema
 from graphql.error import GraphQLFormattedError
-from strawberry.extensions import ParserCache
 
 from switchboard.compat.strawberry_schema import graphql_schema_of
+from switchboard.schema.documents import ParseBesideTheLoop
 from switchboard.schema.errors import ErrorCodes, coded
 from switchboard.schema.events import DEFAULT_EVENT_TYPES, EventType
 from switchboard.schema.limits import LimitQueries, QueryLimits, validation_rules
@@ -30,10 +30,10 @@ class SwitchboardSchema(strawberry.Schema):
             query=Query,
             mutation=Mutation,
             subscription=make_subscription(event_types),
-            # Parse each distinct document once (a bounded LRU whose key includes max_tokens).
+            # Parse each distinct short document once, long ones beside the event loop.
             # Not Strawberry's ValidationCache: with it, RSS grew by 10% in 3200 WebSocket
             # connect/openNote/disconnect cycles (C-level memory, not Python objects).
-            extensions=[limiter, lambda: ParserCache(maxsize=512), ErrorCodes],
+            extensions=[limiter, ParseBesideTheLoop, ErrorCodes],
         )
         self.event_types: Mapping[str, type[EventType]] = dict(event_types)
         self.stream_filters: Mapping[str, FilterBuilder] = STREAM_FILTERS

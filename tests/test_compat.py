@@ -30,7 +30,7 @@ def test_strawberry_keeps_the_graphql_core_schema_at_underscore_schema() -> None
         graphql_schema_of(object())
 
 
-def test_strawberry_http_view_still_has_the_execute_operation_we_override() -> None:
+async def test_strawberry_http_view_still_has_the_execute_operation_we_override() -> None:
     parameters = list(inspect.signature(AsyncBaseHTTPView.execute_operation).parameters)
     assert parameters == [
         "self",
@@ -44,9 +44,9 @@ def test_strawberry_http_view_still_has_the_execute_operation_we_override() -> N
     assert SwitchboardView.__mro__.index(RefuseSubscriptions) < SwitchboardView.__mro__.index(
         AsyncBaseHTTPView
     )
-    assert is_subscription("subscription { events { __typename } }", None)
-    assert not is_subscription("{ me { id } }", None)
-    assert not is_subscription("subscription {", None)  # Strawberry reports the syntax error
+    assert await is_subscription("subscription { events { __typename } }", None)
+    assert not await is_subscription("{ me { id } }", None)
+    assert not await is_subscription("subscription {", None)  # Strawberry reports the syntax error
 
 
 async def test_asyncio_futures_still_carry_the_blocking_flag_eager_starts_clear() -> None:

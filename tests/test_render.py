@@ -67,3 +67,44 @@ def test_a_new_event_is_rendered_anew() -> None:
     for n in range(3):
         render(renderer, Envelope(type="shared", group="all", fields={"n": n}), "s")
     assert renderer.executions == 3
+
+
+RESUMING = """subscription($since: [SinceInput!], $groups: [String!], $show: Boolean!) {
+  events(since: $since, groups: $groups) { __typename ... on NotifyEvent { message @include(if: $show) } }
+}"""
+
+
+def test_events_render_without_the_arguments_that_only_choose_them() -> None:
+    """`since` and `groups` pick events; rendering one never needs them. They leave the render
+    document (so a `since` of many cursors is not coerced again for every event), a variable the
+    selection uses stays, and subscriptions differing only in cursors share a rendering."""
+    from graphql import print_ast
+
+    from switchboard.ws.operations import Multiplexed, plan
+    from switchboard.ws.render import Prepared
+
+    prepared = Prepared(RESUMING, parse(RESUMING))
+    planned = [
+        plan(
+            schema,
+            prepared,
+            {
+                "since": [{"group": f"note_{i}", "cursor": f"e:{n}"} for i in range(40)],
+                "groups": None,
+                "show": True,
+            },
+            None,
+        )
+        for n in (1, 2)
+    ]
+    assert all(isinstance(p, Multiplexed) for p in planned)
+    first, second = planned
+    assert isinstance(first, Multiplexed) and isinstance(second, Multiplexed)
+    assert first.key == second.key and first.document is second.document
+    assert first.variables == {"show": True}
+    printed = print_ast(first.document)
+    assert "since" not in printed and "groups" not in printed and "$show" in printed
+    renderer = Renderer(schema)
+    message = Envelope(type="notify", group="all", fields={"message": "hi", "status": "info"})
+    payload = renderer.payload(message, first.key, "s", first.document, first.variables, None, {})
+    assert payload == '{"data":{"events":{"__typename":"NotifyEvent","message":"hi"}}}'

@@ -13,19 +13,26 @@ from typing import Any
 from graphql import GraphQLError, OperationType, get_operation_ast, parse
 from strawberry.types import ExecutionResult
 
+from switchboard.offload import OFF_LOOP_LENGTH, off_loop
+
 SUBSCRIPTION_OVER_HTTP = (
     "subscriptions are served over WebSocket (graphql-transport-ws or graphql-ws) at this path"
 )
 
 
-CACHED_QUERY_LENGTH = 4096  # longer documents are parsed each time rather than kept
+CACHED_QUERY_LENGTH = OFF_LOOP_LENGTH  # longer documents are parsed each time rather than kept
 
 
-def is_subscription(query: str | None, operation_name: str | None, max_tokens: int | None = None) -> bool:
+async def is_subscription(
+    query: str | None, operation_name: str | None, max_tokens: int | None = None
+) -> bool:
     """Whether the request is a subscription; parsing stops at `max_tokens` (the schema's limit),
-    so a huge document costs no more than a refused one."""
-    if query is not None and len(query) > CACHED_QUERY_LENGTH:
-        return _is_subscription(query, operation_name, max_tokens)
+    so a huge document costs no more than a refused one. A text without the word is not one
+    (nothing parsed); a long one is parsed beside the event loop."""
+    if query is None or "subscription" not in query:
+        return False
+    if len(query) > CACHED_QUERY_LENGTH:
+        return await off_loop(_is_subscription, query, operation_name, max_tokens)
     return _cached(query, operation_name, max_tokens)
 
 
@@ -49,7 +56,7 @@ class RefuseSubscriptions:
     async def execute_operation(
         self, request: Any, request_adapter: Any, request_data: Any, *args: Any, **kwargs: Any
     ) -> Any:
-        if not isinstance(request_data, list) and is_subscription(
+        if not isinstance(request_data, list) and await is_subscription(
             request_data.query, request_data.operation_name, self.max_tokens
         ):
             error = GraphQLError(SUBSCRIPTION_OVER_HTTP, extensions={"code": "BAD_USER_INPUT"})

@@ -345,8 +345,7 @@ class Connection:
         settings = self.endpoint.services.settings
         planned = plan(
             self.endpoint.api,
-            self.endpoint.documents,
-            query,
+            await self.endpoint.documents.prepare(query),
             variables,
             name,
             settings.max_groups,
@@ -359,16 +358,14 @@ class Connection:
         elif isinstance(planned, Stream):
             self._spawn(op_id, self._stream(op_id, query, variables, name))
         else:
-            await self._subscribe(op_id, planned, variables, name)
+            await self._subscribe(op_id, planned, name)
 
-    async def _subscribe(
-        self, op_id: str, planned: Multiplexed, variables: dict[str, Any], name: str | None
-    ) -> None:
+    async def _subscribe(self, op_id: str, planned: Multiplexed, name: str | None) -> None:
         session = self.session
         if session is None:
             return
         subscription = WsSubscription(
-            self, op_id, planned.filter, planned.document, variables, name, planned.key
+            self, op_id, planned.filter, planned.document, planned.variables, name, planned.key
         )
         since = planned.since + self._resumed(planned, {group for group, _ in planned.since})
         if since or planned.notes:

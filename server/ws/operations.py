@@ -20,7 +20,7 @@ from switchboard.messages.filters import EventFilter
 from switchboard.messages.groups import note_group, require_valid_group_name
 from switchboard.ws.api import GraphQLApi
 from switchboard.ws.protocol import coded
-from switchboard.ws.render import DocumentCache
+from switchboard.ws.render import Prepared
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +38,8 @@ class Multiplexed:
     """A subscription the session's events feed, rendered once per distinct `key`."""
 
     filter: EventFilter
-    document: DocumentNode
+    document: DocumentNode  # the one to render events with (Prepared.for_rendering)
+    variables: dict[str, Any]  # those rendering uses
     key: tuple[str, str | None, str]
     since: list[tuple[str, str]]  # (group, cursor) to replay first
     notes: list[str]  # note ids to hold while the subscription runs
@@ -49,15 +50,13 @@ Plan = Execute | Stream | Multiplexed
 
 def plan(
     api: GraphQLApi,
-    documents: DocumentCache,
-    query: str,
+    prepared: Prepared,
     variables: dict[str, Any],
     name: str | None,
     max_groups: int = 64,
     max_variables_bytes: int = 4096,
 ) -> Plan | list[Any]:
     """How to run one operation, or the errors that refuse it (formatted for the client)."""
-    prepared = documents.prepare(query)
     if prepared.errors:
         return [api.format_error(e) for e in prepared.errors]
     operation = prepared.operation(name)
@@ -89,9 +88,12 @@ def plan(
         return [api.format_error(exc)]
     except SwitchboardError as exc:
         return [coded(str(exc), exc.code)]
-    # decode(): orjson's bytes keep a 4 KiB buffer however short, and the key lives as long
-    # as the subscription.
-    key = (prepared.query, name, encoded)
+    # Rendered without the arguments that only choose events (Prepared.for_rendering): the key
+    # holds only the variables rendering uses. decode(): orjson's bytes keep a 4 KiB buffer
+    # however short, and the key lives as long as the subscription.
+    document, used = prepared.for_rendering(name, schema)
+    rendering = {k: v for k, v in variables.items() if k in used}
+    key = (prepared.query, name, orjson.dumps(rendering, option=orjson.OPT_SORT_KEYS).decode())
     since = [(_field(s, "group"), _field(s, "cursor")) for s in (args.get("since") or ())]
     notes = [str(note) for note in dict.fromkeys(args.get("notes") or ())]
     if len(since) > max_groups or len(notes) > max_groups:
@@ -105,7 +107,7 @@ def plan(
             parse_cursor(cursor)
     except SwitchboardError as exc:
         return [coded(str(exc), exc.code)]
-    return Multiplexed(event_filter, prepared.document, key, since, notes)
+    return Multiplexed(event_filter, document, rendering, key, since, notes)
 
 
 def _field(value: Any, name: str) -> str:

@@ -11,24 +11,34 @@ from __future__ import annotations
 import inspect
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from graphql import (
+    ArgumentNode,
     ASTValidationRule,
     DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
     GraphQLError,
     GraphQLSchema,
+    Node,
     OperationDefinitionNode,
+    SelectionSetNode,
+    VariableNode,
+    Visitor,
     execute,
     get_operation_ast,
+    is_non_null_type,
     parse,
     specified_rules,
     validate,
+    visit,
 )
 
 from switchboard.messages.envelope import Envelope
+from switchboard.offload import OFF_LOOP_LENGTH, off_loop
 from switchboard.ws.api import GraphQLApi
 
 log = logging.getLogger(__name__)
@@ -44,9 +54,77 @@ class Prepared:
     query: str
     document: DocumentNode
     errors: tuple[GraphQLError, ...] = ()
+    _renders: dict[str | None, tuple[DocumentNode, frozenset[str]]] = field(default_factory=dict)
 
     def operation(self, name: str | None) -> OperationDefinitionNode | None:
         return get_operation_ast(self.document, name)
+
+    def for_rendering(self, name: str | None, schema: GraphQLSchema) -> tuple[DocumentNode, frozenset[str]]:
+        """The document events of operation `name` are rendered with, and the variables it uses.
+
+        The root field's arguments (`groups`, `since`, `notes`) choose the events; they play no
+        part in rendering one. graphql-core would coerce them again for every event (a `since`
+        of 50 cursors costs 50 coercions per event), so the nullable ones that take variables
+        are left out, and so are the variables only they used: subscriptions differing only in
+        their cursors then also share one rendering."""
+        found = self._renders.get(name)
+        if found is None:
+            found = self._renders[name] = _render_document(self.document, name, schema)
+        return found
+
+
+def _render_document(
+    document: DocumentNode, name: str | None, schema: GraphQLSchema
+) -> tuple[DocumentNode, frozenset[str]]:
+    operation = get_operation_ast(document, name)
+    root = schema.subscription_type
+    if operation is None or root is None:
+        return document, frozenset()
+    (field_node,) = operation.selection_set.selections
+    assert isinstance(field_node, FieldNode)
+    definition = root.fields[field_node.name.value]
+
+    def droppable(argument: ArgumentNode) -> bool:
+        arg = definition.args.get(argument.name.value)
+        return arg is not None and not is_non_null_type(arg.type) and bool(_variables_in(argument))
+
+    kept = tuple(a for a in field_node.arguments or () if not droppable(a))
+    stripped_field = FieldNode(
+        alias=field_node.alias,
+        name=field_node.name,
+        arguments=kept,
+        directives=field_node.directives,
+        selection_set=field_node.selection_set,
+    )
+    body = OperationDefinitionNode(
+        operation=operation.operation,
+        name=operation.name,
+        directives=operation.directives,
+        variable_definitions=(),
+        selection_set=SelectionSetNode(selections=(stripped_field,)),
+    )
+    fragments = tuple(d for d in document.definitions if isinstance(d, FragmentDefinitionNode))
+    used = _variables_in(DocumentNode(definitions=(body, *fragments)))
+    definitions = tuple(d for d in operation.variable_definitions or () if d.variable.name.value in used)
+    rendered = OperationDefinitionNode(
+        operation=operation.operation,
+        name=operation.name,
+        directives=operation.directives,
+        variable_definitions=definitions,
+        selection_set=body.selection_set,
+    )
+    return DocumentNode(definitions=(rendered, *fragments)), frozenset(used)
+
+
+def _variables_in(node: Node) -> set[str]:
+    names: set[str] = set()
+
+    class Collect(Visitor):
+        def enter_variable(self, variable: VariableNode, *_: Any) -> None:
+            names.add(variable.name.value)
+
+    visit(node, Collect())
+    return names
 
 
 class DocumentCache:
@@ -65,20 +143,28 @@ class DocumentCache:
         self._size = size
         self._items: OrderedDict[str, Prepared] = OrderedDict()
 
-    def prepare(self, query: str) -> Prepared:
+    async def prepare(self, query: str) -> Prepared:
+        """The prepared document; a long one not seen before is parsed beside the loop."""
         found = self._items.get(query)
         if found is not None:
             self._items.move_to_end(query)
             return found
+        if len(query) > OFF_LOOP_LENGTH:
+            prepared = await off_loop(self._prepare, query)
+        else:
+            prepared = self._prepare(query)
+        self._items[query] = prepared
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+        return prepared
+
+    def _prepare(self, query: str) -> Prepared:
         try:
             document = parse(query, max_tokens=self._max_tokens)
         except GraphQLError as exc:
             prepared = Prepared(query, DocumentNode(definitions=()), (exc,))
         else:
             prepared = Prepared(query, document, tuple(validate(self._schema, document, self._rules)))
-        self._items[query] = prepared
-        if len(self._items) > self._size:
-            self._items.popitem(last=False)
         return prepared
 
 
