@@ -39,6 +39,9 @@ class Stats:
         default_factory=lambda: [[0] * (len(GC_BUCKETS) + 1) for _ in range(3)]
     )
     gc_pause_sum: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    # How late the event loop woke a timer (observability/loop_lag.py), GC_BUCKETS plus +Inf.
+    loop_lag_counts: list[int] = field(default_factory=lambda: [0] * (len(GC_BUCKETS) + 1))
+    loop_lag_sum: float = 0.0
 
     def observe_latency(self, seconds: float) -> None:
         """One event reached this process's sessions `seconds` after it was published."""

@@ -40,6 +40,8 @@ class Snapshot(TypedDict):
     latency_sum: float
     gc_pause_counts: list[list[int]]  # per generation, GC_BUCKETS plus +Inf
     gc_pause_sum: list[float]
+    loop_lag_counts: list[int]  # GC_BUCKETS plus +Inf
+    loop_lag_sum: float
 
 
 def rss_bytes() -> int:

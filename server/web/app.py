@@ -10,6 +10,7 @@ from quart import Quart, Response, send_from_directory
 
 from switchboard.exceptions import Unavailable
 from switchboard.layers import RedisLayer
+from switchboard.observability.loop_lag import LoopLag
 from switchboard.observability.worker_metrics import WorkerShare
 from switchboard.publish import attach_server_layer, detach_server_layer
 from switchboard.security.ratelimit import BucketTable
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, schema: Any = None) -> Switchbo
     share = WorkerShare(settings.metrics_dir) if settings.metrics_dir else None
     collector = SwitchboardCollector(services, websockets.connections, share)
     registry = make_registry(collector)
+    loop_lag = LoopLag()
 
     @quart.before_serving
     async def start() -> None:
@@ -93,6 +95,7 @@ def create_app(settings: Settings | None = None, schema: Any = None) -> Switchbo
         await services.control.directory.start()
         attach_server_layer(services.layer)
         websockets.start()
+        loop_lag.start()
         if share is not None:
             share.start(collector.snapshot)
         if settings.dev and settings.secret_is_default:
@@ -102,6 +105,7 @@ def create_app(settings: Settings | None = None, schema: Any = None) -> Switchbo
 
     @quart.after_serving
     async def stop() -> None:
+        await loop_lag.stop()
         await websockets.stop()
         for session in services.sessions:
             await services.control.disconnected(session)

@@ -103,6 +103,8 @@ def local_snapshot(services: Services, connections: Sized, pid: int = 0) -> Snap
         latency_sum=STATS.latency_sum,
         gc_pause_counts=[list(counts) for counts in STATS.gc_pause_counts],
         gc_pause_sum=list(STATS.gc_pause_sum),
+        loop_lag_counts=list(STATS.loop_lag_counts),
+        loop_lag_sum=STATS.loop_lag_sum,
     )
 
 
@@ -141,6 +143,12 @@ def families(snapshots: Iterable[Snapshot], *, per_worker: bool) -> Iterator[Met
             sum(s["gc_pause_sum"][generation] for s in snapshots),
         )
     yield pauses
+    yield HistogramMetricFamily(
+        "switchboard_event_loop_lag_seconds",
+        "How late the event loop woke a timer due every 50 ms: time some work held the loop.",
+        buckets=_buckets(GC_BUCKETS, [s["loop_lag_counts"] for s in snapshots]),
+        sum_value=sum(s["loop_lag_sum"] for s in snapshots),
+    )
     if per_worker:
         alive = [s for s in snapshots if s["alive"]]
         yield GaugeMetricFamily("switchboard_workers", "Worker processes reporting.", len(alive))

@@ -1,0 +1,257 @@
+"""What one client's heaviest allowed work costs everyone else's delivery (issue 15: "no operation
+holds the event loop"). One server (hypercorn, one process, Redis layer); a bystander subscribed
+to `all` measures the latency of an event published every 20 ms (from another process, through
+Redis); meanwhile one attacker (another process, one user, one address) runs one case in a loop,
+at the rate its budgets let it:
+
+  http-heavy   HTTP queries at the document limits, and 60 KB documents the token limit refuses
+  since        WebSocket subscribes resuming the most groups allowed, over and over
+  fat-subs     32 subscriptions of documents at the field and alias limits, with 4 KiB of
+               variables each, on `all`: every event is rendered for each of them too
+  queries      `sessions` and `presence` queries over the WebSocket as fast as allowed
+
+  python bench/stall.py [--seconds 10]     (writes bench/results/stall.json)
+
+For each case: the bystander's p50 / p99 / max latency, against the same with no attacker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import websockets  # noqa: E402
+
+from switchboard.security.auth import mint_token  # noqa: E402
+from tests.support.processes import TEST_SECRET, RedisServer, ServerProcess  # noqa: E402
+
+CASES = ("none", "http-heavy", "since", "fat-subs", "queries")
+BYSTANDER = 'subscription { events(groups: ["all"]) { __typename ... on DataEvent { payload } } }'
+ALIASED = " ".join(f"a{i}: __typename" for i in range(15))
+FAT = (
+    "subscription($v: [String!]) { events(groups: $v) { "
+    + ALIASED
+    + " "
+    + "__typename " * 150
+    + "... on DataEvent { id group payload sentAt cursor } ... on NotifyEvent { id message status } } }"
+)
+HEAVY_HTTP = "query { " + ALIASED + " " + "__typename " * 180 + "}"
+REFUSED_HTTP = "{ " + "a " * 30_000 + "}"
+
+
+def say(message: str) -> None:
+    print(f"[stall {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+async def ws_session(url: str, user: str) -> Any:
+    ws = await websockets.connect(url, subprotocols=["graphql-transport-ws"], max_size=None)
+    token = mint_token(TEST_SECRET, user)
+    await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}))
+    assert json.loads(await ws.recv())["type"] == "connection_ack"
+    return ws
+
+
+async def answer_pings(ws: Any, counts: dict[str, int]) -> None:
+    async for raw in ws:
+        message = json.loads(raw)
+        if message["type"] == "ping":
+            await ws.send('{"type":"pong"}')
+        elif message["type"] == "error":
+            code = message["payload"][0].get("extensions", {}).get("code", "error")
+            counts[code] = counts.get(code, 0) + 1
+        elif message["type"] == "next":
+            counts["next"] = counts.get("next", 0) + 1
+
+
+async def attack(case: str, http_url: str, ws_url: str, seconds: float) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    deadline = time.monotonic() + seconds
+    if case == "http-heavy":
+        headers = {"authorization": f"Bearer {mint_token(TEST_SECRET, f'attacker-{case}')}"}
+        async with httpx.AsyncClient(timeout=30) as client:
+
+            async def loop() -> None:
+                while time.monotonic() < deadline:
+                    for query in (HEAVY_HTTP, REFUSED_HTTP):
+                        reply = await client.post(http_url, json={"query": query}, headers=headers)
+                        counts[str(reply.status_code)] = counts.get(str(reply.status_code), 0) + 1
+
+            await asyncio.gather(*(loop() for _ in range(4)))
+        return counts
+    ws = await ws_session(ws_url, f"attacker-{case}")  # one user per case: its own budgets
+    reader = asyncio.create_task(answer_pings(ws, counts))
+    try:
+        if case == "fat-subs":
+            variables = {"v": ["all"] + [f"pad_{i}_" + "x" * 50 for i in range(60)]}  # about 4 KiB
+            for i in range(32):
+                payload = {"query": FAT, "variables": variables}
+                await ws.send(json.dumps({"id": str(i), "type": "subscribe", "payload": payload}))
+            await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+        elif case == "since":
+            since = [{"group": f"note_{i}", "cursor": f"epoch{i}:{i}"} for i in range(50)]
+            query = "subscription($s: [SinceInput!]) { events(since: $s) { __typename } }"
+            n = 0
+            while time.monotonic() < deadline:
+                payload = {"query": query, "variables": {"s": since}}
+                await ws.send(json.dumps({"id": str(n), "type": "subscribe", "payload": payload}))
+                await asyncio.sleep(0.005)
+                await ws.send(json.dumps({"id": str(n), "type": "complete"}))
+                n += 1
+        elif case == "queries":
+            queries = [
+                "{ sessions { id groups } }",
+                f'{{ presence(group: "user_attacker-{case}") {{ sessions }} }}',
+            ]
+            n = 0
+            while time.monotonic() < deadline:
+                payload = {"query": queries[n % 2]}
+                await ws.send(json.dumps({"id": str(n), "type": "subscribe", "payload": payload}))
+                await asyncio.sleep(0.002)
+                n += 1
+    finally:
+        reader.cancel()
+        await ws.close()
+    return counts
+
+
+async def loop_lag(server: ServerProcess) -> dict[float, float]:
+    """The server's event-loop lag histogram: upper bound (s) -> wake-ups at most that late."""
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(server.http_url.replace("/graphql", "/metrics"))).text
+    buckets = {}
+    for line in text.splitlines():
+        if line.startswith("switchboard_event_loop_lag_seconds_bucket"):
+            bound = line.split('le="')[1].split('"')[0]
+            buckets[float("inf") if bound == "+Inf" else float(bound)] = float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def lag_figures(before: dict[float, float], after: dict[float, float]) -> dict[str, Any]:
+    counts = {bound: after[bound] - before.get(bound, 0) for bound in after}
+    total = counts[float("inf")]
+    late = {f"over_{int(b * 1000)}ms": int(total - counts[b]) for b in (0.01, 0.025, 0.05, 0.1)}
+    worst = min((b for b in sorted(counts) if counts[b] >= total), default=float("inf"))
+    return {"wakeups": int(total), **late, "worst_at_most_ms": worst * 1000}
+
+
+async def measure(server: ServerProcess, case: str, seconds: float) -> dict[str, Any]:
+    from switchboard.publish import send_to_group
+
+    lag_before = await loop_lag(server)
+    ws = await ws_session(server.ws_url, "bystander")
+    subscribe = {"id": "b", "type": "subscribe", "payload": {"query": BYSTANDER}}
+    await ws.send(json.dumps(subscribe))
+    await asyncio.sleep(0.3)
+    attacker = None
+    if case != "none":
+        attacker = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--attack", case, "--http", server.http_url, "--ws", server.ws_url,
+            "--seconds", str(seconds), stdout=subprocess.PIPE,
+        )  # fmt: skip
+        await asyncio.sleep(0.5)  # the attack is under way before we measure
+    latencies: list[float] = []
+    sent = 0
+
+    async def receive() -> None:
+        async for raw in ws:
+            message = json.loads(raw)
+            if message["type"] == "ping":
+                await ws.send('{"type":"pong"}')
+            elif message["type"] == "next":
+                event = message["payload"]["data"]["events"]
+                if event["__typename"] == "DataEvent" and "t" in event["payload"]:
+                    latencies.append(time.time() - event["payload"]["t"])
+
+    receiver = asyncio.create_task(receive())
+    end = time.monotonic() + seconds - 1.0
+    while time.monotonic() < end:
+        await send_to_group("all", "data", payload={"t": time.time()})
+        sent += 1
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(1.0)
+    receiver.cancel()
+    await ws.close()
+    outcome: dict[str, int] = {}
+    if attacker is not None:
+        out, _ = await attacker.communicate()
+        outcome = json.loads(out or b"{}")
+    lag = lag_figures(lag_before, await loop_lag(server))
+    latencies.sort()
+    ms = [x * 1000 for x in latencies]
+    return {
+        "case": case,
+        "sent": sent,
+        "received": len(ms),
+        "p50_ms": round(statistics.median(ms), 1) if ms else None,
+        "p99_ms": round(ms[int(0.99 * (len(ms) - 1))], 1) if ms else None,
+        "max_ms": round(ms[-1], 1) if ms else None,
+        "loop_lag": lag,
+        "attacker": outcome,
+    }
+
+
+async def run(seconds: float) -> list[dict[str, Any]]:
+    redis = RedisServer().start()
+    env = {"REDIS_URL": redis.url, "SWITCHBOARD_PREFIX": "stall", "SWITCHBOARD_LOG_LEVEL": "WARNING"}
+    server = ServerProcess(env).start()
+    os.environ.update(REDIS_URL=redis.url, SWITCHBOARD_PREFIX="stall")  # where send_to_group publishes
+    rows = []
+    try:
+        for case in CASES:
+            say(f"case {case}")
+            row = await measure(server, case, seconds)
+            say(json.dumps(row))
+            rows.append(row)
+    finally:
+        server.stop()
+        redis.stop()
+    return rows
+
+
+def report(rows: list[dict[str, Any]]) -> None:
+    print(
+        "| case | bystander p50 ms | p99 ms | max ms | received/sent "
+        "| loop wake-ups late >10 / >25 / >50 ms (of all) | attacker's outcomes |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        got, lag = f"{r['received']}/{r['sent']}", r["loop_lag"]
+        late = f"{lag['over_10ms']} / {lag['over_25ms']} / {lag['over_50ms']} ({lag['wakeups']})"
+        print(
+            f"| {r['case']} | {r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | {got} | {late} | {r['attacker']} |"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "stall.json"))
+    parser.add_argument("--attack", choices=CASES[1:], help=argparse.SUPPRESS)
+    parser.add_argument("--http", help=argparse.SUPPRESS)
+    parser.add_argument("--ws", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.attack:
+        print(json.dumps(asyncio.run(attack(args.attack, args.http, args.ws, args.seconds))))
+        return 0
+    rows = asyncio.run(run(args.seconds))
+    Path(args.out).write_text(json.dumps({"seconds": args.seconds, "rows": rows}, indent=2) + "\n")
+    report(rows)
+    return 0 if all(r["received"] == r["sent"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
