@@ -51,6 +51,12 @@ def publish(redis_url: str, notes: int, message: str) -> None:
     subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=ROOT, timeout=120)
 
 
+def cpu_seconds(server: ServerProcess) -> float:
+    assert server.proc is not None
+    fields = Path(f"/proc/{server.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -118,12 +124,20 @@ def main() -> int:
             servers.append(server)
         storm.stdin.write("GO\n")  # the clock starts as the servers do
         storm.stdin.flush()
-        starting = [threading.Thread(target=s.start, kwargs={"timeout": 180}) for s in servers]
+        go, up = time.monotonic(), []
+
+        def start(server: ServerProcess) -> None:
+            server.start(timeout=180)
+            up.append(round(time.monotonic() - go, 2))
+
+        starting = [threading.Thread(target=start, args=(s,)) for s in servers]
         for thread in starting:
             thread.start()
         result = json.loads(storm.stdout.readline())
         for thread in starting:
             thread.join()
+        result["servers_up_s"] = sorted(up)
+        result["server_cpu_s"] = [round(cpu_seconds(s), 1) for s in servers]  # since they started
     finally:
         storm.kill()
         for server in servers:

@@ -108,3 +108,27 @@ def test_events_render_without_the_arguments_that_only_choose_them() -> None:
     message = Envelope(type="notify", group="all", fields={"message": "hi", "status": "info"})
     payload = renderer.payload(message, first.key, "s", first.document, first.variables, None, {})
     assert payload == '{"data":{"events":{"__typename":"NotifyEvent","message":"hi"}}}'
+
+
+def test_an_event_reaching_sessions_one_at_a_time_is_still_rendered_once() -> None:
+    """Replays from the history decode a new Envelope per session, and other events are delivered
+    in between; the rendering is kept by event id for the recent events."""
+    renderer = Renderer(schema)
+    event = Envelope(type="shared", group="note_1")
+    for i in range(50):
+        copy = Envelope(type="shared", group="note_1", id=event.id, sent_at=event.sent_at)
+        render(renderer, copy, f"s{i}")
+        render(renderer, Envelope(type="shared", group="all", fields={"i": i}), f"s{i}")  # in between
+    assert renderer.executions == 1 + 50
+
+
+def test_the_kept_renderings_are_bounded() -> None:
+    from switchboard.ws.render import RECENT_EVENTS
+
+    renderer = Renderer(schema)
+    first = Envelope(type="shared", group="all")
+    render(renderer, first, "s")
+    for _ in range(RECENT_EVENTS):
+        render(renderer, Envelope(type="shared", group="all"), "s")
+    render(renderer, first, "s")  # forgotten by now: rendered again
+    assert renderer.executions == RECENT_EVENTS + 2

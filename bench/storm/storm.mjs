@@ -21,6 +21,7 @@ const EVENTS = `subscription($notes: [ID!]) { events(notes: $notes) { __typename
   ... on NotifyEvent { group message cursor } ... on ResumeEvent { group recovered reason cursor } } }`;
 const sessions = [];
 let subscribed = 0, ready = 0, done = 0, go = 0;
+const closes = {}; // close code -> how many, after GO: why sessions had to try again
 
 function start(i) {
   const s = { i, note: `note_storm${i % NOTES}`, cursors: {}, seen: false, resumed: null, missed: new Set(), dup: 0, done: false, attempt: 0 };
@@ -32,6 +33,7 @@ function start(i) {
     retryAttempts: Infinity,
     shouldRetry: () => true,
     retryWait: () => new Promise((r) => setTimeout(r, 200 + Math.random() * 1800)), // jittered
+    on: { closed: (e) => { if (go) closes[e?.code ?? "none"] = (closes[e?.code ?? "none"] || 0) + 1; } },
   });
   client.subscribe({ query: EVENTS, variables: { notes: [String(i % NOTES)].map((x) => `storm${x}`) } }, {
     next: ({ data }) => {
@@ -55,19 +57,23 @@ function start(i) {
 function check(s) {
   if (!go || s.done) return;
   if (s.resumed !== null && (s.missed.size === MISSED || s.resumed === false)) {
-    s.done = true; done += 1;
+    s.done = true; s.at = (performance.now() - go) / 1000; done += 1;
     if (done === N) finish();
   }
 }
 
 function finish() {
   const elapsed = (performance.now() - go) / 1000;
+  const at = sessions.map((s) => s.at).sort((x, y) => x - y);
+  const pct = (q) => at[Math.min(at.length - 1, Math.floor(q * at.length))];
   console.log(JSON.stringify({
     n: N, elapsed_s: elapsed, done,
     recovered_true: sessions.filter((s) => s.resumed === true).length,
     recovered_false: sessions.filter((s) => s.resumed === false).length,
     all_missed: sessions.filter((s) => s.missed.size === MISSED).length,
     duplicates: sessions.reduce((x, s) => x + s.dup, 0),
+    back_s: { p10: pct(0.1), p50: pct(0.5), p90: pct(0.9), max: at[at.length - 1] },
+    closes,
   }));
   process.exit(0);
 }

@@ -168,16 +168,36 @@ class DocumentCache:
         return prepared
 
 
+RECENT_EVENTS = 256
+RECENT_CHARS = 8 << 20
+
+
+class _Rendered:
+    """One recent event: the object its fields resolve on, and its payload per distinct document."""
+
+    __slots__ = ("chars", "payloads", "per_session", "root")
+
+    def __init__(self, per_session: bool) -> None:
+        self.root: Any = _UNSET
+        self.per_session = per_session
+        self.payloads: dict[object, str | None] = {}
+        self.chars = 0
+
+
 class Renderer:
-    """Renders the event being delivered now; its cache lives only as long as that delivery."""
+    """Renders each event once per distinct document, for every session that gets it.
+
+    Not only while an event fans out: the renderings of the last RECENT_EVENTS events (at most
+    RECENT_CHARS of payload) are kept, by event id, because an event also reaches sessions one at
+    a time, as a replay from the history or as a live event held while a subscription resumed. In
+    a reconnect storm every session of a note replays the same events and holds the same JOINs:
+    rendered once, not once per session."""
 
     def __init__(self, api: GraphQLApi) -> None:
         self._api = api
         self._schema = api.graphql_schema
-        self._event: Envelope | None = None
-        self._root: Any = _UNSET
-        self._per_session = False
-        self._payloads: dict[object, str | None] = {}
+        self._recent: OrderedDict[str, _Rendered] = OrderedDict()
+        self._chars = 0
         self.executions = 0
 
     def payload(
@@ -191,44 +211,55 @@ class Renderer:
         context: Any,
     ) -> str | None:
         """The JSON `payload` of a next/data message for this subscription, None if it can't render."""
-        if message is not self._event:
-            self._event = message
-            self._root = _UNSET
-            self._payloads.clear()
+        entry = self._recent.get(message.id)
+        if entry is None:
             renderer = self._api.event_types.get(message.type)
-            self._per_session = bool(getattr(renderer, "per_session", False))
-        if self._per_session:
+            entry = self._recent[message.id] = _Rendered(bool(getattr(renderer, "per_session", False)))
+            self._evict()
+        if entry.per_session:
             key = (key, session_id)
         try:
-            return self._payloads[key]
+            return entry.payloads[key]
         except KeyError:
             pass
-        text = self._render(message, document, variables, operation_name, context)
-        self._payloads[key] = text
+        text = self._render(entry, message, document, variables, operation_name, context)
+        entry.payloads[key] = text
+        if text is not None:
+            entry.chars += len(text)
+            self._chars += len(text)
+            if self._chars > RECENT_CHARS:
+                self._evict()
         return text
+
+    def _evict(self) -> None:
+        """Forget the oldest events past the bounds (never the newest: it is being delivered)."""
+        while len(self._recent) > 1 and (len(self._recent) > RECENT_EVENTS or self._chars > RECENT_CHARS):
+            _, oldest = self._recent.popitem(last=False)
+            self._chars -= oldest.chars
 
     def _render(
         self,
+        entry: _Rendered,
         message: Envelope,
         document: DocumentNode,
         variables: dict[str, Any],
         operation_name: str | None,
         context: Any,
     ) -> str | None:
-        if self._root is _UNSET:
+        if entry.root is _UNSET:
             renderer = self._api.event_types.get(message.type)
             try:
-                self._root = None if renderer is None else renderer.from_envelope(message)
+                entry.root = None if renderer is None else renderer.from_envelope(message)
             except Exception:
                 log.exception("could not build a %r event from %s", message.type, message.id)
-                self._root = None
-        if self._root is None:
+                entry.root = None
+        if entry.root is None:
             return None
         self.executions += 1
         result = execute(
             self._schema,
             document,
-            root_value=self._root,
+            root_value=entry.root,
             context_value=context,
             variable_values=variables,
             operation_name=operation_name,
