@@ -9,6 +9,7 @@ import random
 
 import httpx
 import orjson
+import pytest
 import redis.asyncio as aioredis
 import websockets
 from prometheus_client.parser import text_string_to_metric_families
@@ -91,6 +92,7 @@ async def churn(servers: list[ServerProcess], cycles: int, notes: list[str], see
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
 
 
+@pytest.mark.timeout(180)  # 3000 cycles: about 60-70 s on a 2-core machine, over the 60 s default
 async def test_churn_leaves_nothing_behind(redis_url: str) -> None:
     prefix = unique("churn")
     env = {"REDIS_URL": redis_url, "SWITCHBOARD_PREFIX": prefix, "SWITCHBOARD_MUTATION_RATE": "1000"}
