@@ -24,7 +24,11 @@ def _serve(args: argparse.Namespace) -> int:
     url = f"http://{args.host}:{args.port}/graphql"
     layer = "redis" if settings.redis_url else "in-memory"
     print(f"Switchboard on {url} ({settings.mode} mode, {layer} layer, {args.workers} worker(s))")
-    if settings.dev:
+    if settings.dev and not settings.secret_is_default:
+        print("Mint a token: switchboard token --user <id>  (none printed: the secret is a real one)")
+    elif settings.dev:
+        # Only with the development secret, which is in the source anyway: a token signed with a
+        # real secret printed in a log is a credential in a log.
         dev_token = mint_token(settings.secret, "1")
         print(f"GraphiQL:          {url}?token={dev_token}")
         print(f"Demo page:         http://{args.host}:{args.port}/demo?token={dev_token}")

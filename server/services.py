@@ -12,7 +12,8 @@ from switchboard.layers import RedisLayer, make_layer
 from switchboard.layers.base import GroupLayer
 from switchboard.publish import Publisher
 from switchboard.security.auth import User
-from switchboard.security.policy import Authorizer, load_note_policy
+from switchboard.security.hooks import Authenticator
+from switchboard.security.policy import Authorizer
 from switchboard.security.ratelimit import BucketTable, TokenBucket
 from switchboard.sessions.handlers import HandlerRegistry
 from switchboard.sessions.registry import SessionRegistry
@@ -31,6 +32,7 @@ class Services:
     presence: Presence
     handlers: HandlerRegistry = field(default_factory=DEFAULT_HANDLERS.copy)
     authorizer: Authorizer = field(default_factory=Authorizer)
+    authenticator: Authenticator = field(init=False)  # from settings
     # Per caller (user, or address when anonymous), across all its connections and HTTP requests
     # in this process: mutations, and operations of any kind.
     mutation_buckets: BucketTable = field(init=False)
@@ -38,6 +40,7 @@ class Services:
 
     def __post_init__(self) -> None:
         settings = self.settings
+        self.authenticator = Authenticator.from_settings(settings)
         self.mutation_buckets = BucketTable(settings.mutation_rate, settings.mutation_burst)
         self.operation_buckets = BucketTable(settings.operation_rate, settings.operation_burst)
 
@@ -81,5 +84,5 @@ def build_services(settings: Settings, layer: GroupLayer | None = None) -> Servi
         sessions=sessions,
         control=control,
         presence=presence,
-        authorizer=Authorizer(load_note_policy(settings.note_policy)),
+        authorizer=Authorizer.from_settings(settings),
     )

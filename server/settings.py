@@ -68,6 +68,14 @@ class Settings:
     http_burst: int = 500
     ws_compression: bool = False
     ws_compression_min_bytes: int = 128
+    # The app's own authentication and permissions (security/hooks.py, security/policy.py).
+    auth_hook: str | None = None  # import path of hook(handshake) -> User | None
+    connect_url: str | None = None  # the app's HTTP connect endpoint
+    permission_url: str | None = None  # the app's HTTP note permission endpoint
+    hook_timeout: float = 2.0  # seconds the app has to answer either endpoint
+    hook_key: str | None = None  # sent as X-Switchboard-Key to the app's endpoints
+    permission_cache_ttl: float = 5.0  # seconds an answer about (user, note) is reused; 0: never
+    client_publish: str = "none"  # "none": publisher tokens only; "notes": members of a note too
 
     @property
     def max_groups(self) -> int:
@@ -102,6 +110,22 @@ class Settings:
         if not prefix or any(ch.isspace() for ch in prefix):
             raise ConfigurationError("SWITCHBOARD_PREFIX must be a non-empty word")
         origins = tuple(o.strip() for o in env.get("SWITCHBOARD_ALLOWED_ORIGINS", "").split(",") if o.strip())
+        auth_hook = env.get("SWITCHBOARD_AUTH_HOOK") or None
+        connect_url = env.get("SWITCHBOARD_CONNECT_URL") or None
+        if auth_hook and connect_url:
+            raise ConfigurationError("set SWITCHBOARD_AUTH_HOOK or SWITCHBOARD_CONNECT_URL, not both")
+        permission_url = env.get("SWITCHBOARD_PERMISSION_URL") or None
+        if permission_url and env.get("SWITCHBOARD_NOTE_POLICY"):
+            raise ConfigurationError("set SWITCHBOARD_NOTE_POLICY or SWITCHBOARD_PERMISSION_URL, not both")
+        for name, url in (
+            ("SWITCHBOARD_CONNECT_URL", connect_url),
+            ("SWITCHBOARD_PERMISSION_URL", permission_url),
+        ):
+            if url and not url.startswith(("http://", "https://")):
+                raise ConfigurationError(f"{name} must be an http:// or https:// URL")
+        client_publish = env.get("SWITCHBOARD_CLIENT_PUBLISH", "none").strip().lower() or "none"
+        if client_publish not in ("none", "notes"):
+            raise ConfigurationError("SWITCHBOARD_CLIENT_PUBLISH must be 'none' or 'notes'")
         return cls(
             mode="prod" if mode == "prod" else "dev",
             secret=secret or DEVELOPMENT_SECRET,
@@ -145,6 +169,13 @@ class Settings:
             max_token_ttl=_positive_int(env, "SWITCHBOARD_MAX_TOKEN_TTL", DEFAULT_MAX_TOKEN_TTL),
             ws_compression=_flag(env, "SWITCHBOARD_WS_COMPRESSION", default=False),
             ws_compression_min_bytes=_whole(env, "SWITCHBOARD_WS_COMPRESSION_MIN_BYTES", 128),
+            auth_hook=auth_hook,
+            connect_url=connect_url,
+            permission_url=permission_url,
+            hook_timeout=_positive_float(env, "SWITCHBOARD_HOOK_TIMEOUT", 2.0),
+            hook_key=env.get("SWITCHBOARD_HOOK_KEY") or None,
+            permission_cache_ttl=float(_whole(env, "SWITCHBOARD_PERMISSION_CACHE_TTL", 5)),
+            client_publish=client_publish,
         )
 
 

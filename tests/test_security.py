@@ -96,7 +96,7 @@ async def test_unexpected_errors_are_masked_with_an_id_that_is_logged(prod: Serv
         ("user_me", False, "FORBIDDEN"),
         ("custom.group", False, "FORBIDDEN"),
         ("note_secret-1", False, "FORBIDDEN"),
-        ("note_shared", False, None),
+        ("note_shared", False, "FORBIDDEN"),  # clients publish nothing unless CLIENT_PUBLISH says so
         ("all", True, None),
         ("note_secret-1", True, None),
         ("bad group", True, "BAD_USER_INPUT"),
@@ -110,6 +110,23 @@ async def test_who_may_publish_where(
     group = group.replace("user_me", f"user_{me}")
     body = await http(prod.http_url, NOTIFY, token(me, publisher=publisher), g=group, m="hi")
     assert error_codes(body) == ([code] if code else [])
+
+
+async def test_with_client_publish_notes_members_publish_to_their_notes_only() -> None:
+    server = ServerProcess({**PROD_ENV, "SWITCHBOARD_CLIENT_PUBLISH": "notes"}).start()
+    try:
+        outcomes = {}
+        for group in ("note_shared", "note_secret-1", "all", "user_x"):
+            body = await http(server.http_url, NOTIFY, token(unique("me")), g=group, m="hi")
+            outcomes[group] = error_codes(body)
+        assert outcomes == {
+            "note_shared": [],
+            "note_secret-1": ["FORBIDDEN"],
+            "all": ["FORBIDDEN"],
+            "user_x": ["FORBIDDEN"],
+        }
+    finally:
+        server.stop()
 
 
 async def test_a_refused_publish_delivers_nothing(prod: ServerProcess) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jwt
 
@@ -25,6 +25,9 @@ class User:
 
     id: str
     roles: frozenset[str] = frozenset()
+    # When the credentials this user came with stop being valid (Unix time; None: never). A live
+    # connection is refreshed or closed then (ws/connection.py).
+    expires_at: float | None = field(default=None, compare=False)
 
     @property
     def is_publisher(self) -> bool:
@@ -69,7 +72,7 @@ def verify_token(secret: str, token: str, max_ttl: int = MAX_TOKEN_TTL) -> User:
     roles = claims.get("roles", [])
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise Unauthenticated("token roles must be a list of strings")
-    return User(id=sub, roles=frozenset(roles))
+    return User(id=sub, roles=frozenset(roles), expires_at=float(claims["exp"]))
 
 
 def token_from_header(value: str | None) -> str | None:

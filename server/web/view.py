@@ -15,8 +15,8 @@ from strawberry.schema.base import BaseSchema
 
 from switchboard.compat.strawberry_http import RefuseSubscriptions
 from switchboard.context import Context
-from switchboard.exceptions import RateLimited, SwitchboardError, Unauthenticated
-from switchboard.security.auth import authenticate
+from switchboard.exceptions import RateLimited, SwitchboardError, Unauthenticated, Unavailable
+from switchboard.security.handshake import Handshake
 from switchboard.services import Services
 
 log = logging.getLogger(__name__)
@@ -62,11 +62,18 @@ class SwitchboardView(RefuseSubscriptions, GraphQLView[Context, None]):
         return orjson.loads(data)
 
     async def dispatch_request(self, **kwargs: object) -> Any:
+        handshake = Handshake(
+            {name.lower(): value for name, value in request.headers.items()},
+            address=request.remote_addr,
+            transport="http",
+        )
         try:
-            settings = self.services.settings
-            user = authenticate(settings.secret, request.headers.get("Authorization"), settings.max_token_ttl)
+            user = await self.services.authenticator.authenticate(handshake)
         except Unauthenticated as exc:
             return error_response(exc)
+        except Unavailable as exc:
+            log.warning("refused an HTTP request: %s", exc)
+            return error_response(Unavailable("authentication unavailable: try again later"), 503)
         mutations, operations = self.services.buckets_of(user, request.remote_addr)
         if (request.method == "POST" or "query" in request.args) and not operations.take():
             return error_response(RateLimited("too many operations: slow down"))

@@ -18,8 +18,9 @@ import orjson
 
 from switchboard import close_codes
 from switchboard.context import Context
-from switchboard.exceptions import SwitchboardError, Unavailable
+from switchboard.exceptions import SwitchboardError, Unauthenticated, Unavailable
 from switchboard.messages.groups import note_group
+from switchboard.security.handshake import Handshake
 from switchboard.security.ratelimit import TokenBucket
 from switchboard.sessions.session import Session
 from switchboard.ws.asgi_types import Receive, Scope, Send, client_address
@@ -50,9 +51,11 @@ class Connection:
         "_aborted",
         "_handlers",
         "_receive",
+        "_refresh",
         "_task",
         "context",
         "endpoint",
+        "handshake",
         "last_ping",
         "last_received",
         "legacy",
@@ -95,6 +98,8 @@ class Connection:
         self.session: Session | None = None
         self.ops: dict[str, Operation] = {}
         self.opened_at = self.last_received = time.monotonic()
+        self.handshake: Handshake | None = None  # what the client presented, kept to refresh it
+        self._refresh: asyncio.Task[None] | None = None  # asking the app again, when credentials expire
         self.last_ping = 0.0  # when the last ping was sent (or the ack, before the first ping)
         self.pinged = False
         self.state = State.AWAITING_INIT
@@ -160,6 +165,9 @@ class Connection:
     async def _shutdown(self) -> None:
         ops, self.ops = self.ops, {}
         tasks: list[asyncio.Task[None]] = []
+        if self._refresh is not None:
+            self._refresh.cancel()
+            tasks.append(self._refresh)
         for op in ops.values():
             if isinstance(op, WsSubscription):
                 if self.session is not None:
@@ -197,6 +205,12 @@ class Connection:
             # Between connection_init and connection_ack nothing else may be sent: clients
             # (gql, graphql-ws) treat any other first message as a failed handshake.
             return
+        user = self.context.user
+        if user is not None and user.expires_at is not None and self._refresh is None:
+            if time.time() >= user.expires_at:
+                self._refresh = asyncio.get_running_loop().create_task(
+                    self._refresh_credentials(user.id), name="switchboard-refresh"
+                )
         if now - self.last_ping < settings.ping_interval:
             return
         if self.legacy:
@@ -255,8 +269,22 @@ class Connection:
             self.close(close_codes.BAD_REQUEST, str(exc))
             return
         services = self.endpoint.services
+        self.handshake = Handshake.from_asgi(self.scope.get("headers"), payload, self.address, "websocket")
         try:
-            user = authenticate_connection(services, payload, self.header("authorization"))
+            user = await authenticate_connection(services, self.handshake)
+        except Unavailable as exc:
+            log.warning("refused a websocket connection: %s", exc)
+            self.close(close_codes.TRY_AGAIN_LATER, "authentication unavailable: try again later")
+            return
+        except SwitchboardError as exc:
+            log.info("refused a websocket connection: %s", exc)
+            if self.legacy:
+                self._send({"type": "connection_error", "payload": {"message": str(exc), "code": exc.code}})
+            self.close(close_codes.FORBIDDEN, "Forbidden", flush=True)
+            return
+        if self.closing:
+            return
+        try:
             session = await open_session(services, user, self._close_from_session, lambda: not self.closing)
         except Unavailable as exc:
             log.warning("refused a websocket connection: %s", exc)
@@ -284,6 +312,30 @@ class Connection:
         self.last_ping = time.monotonic()  # the first ping comes one interval after the ack
         if self.resume:
             self.resume_until = self.last_ping + RESUME_WINDOW
+
+    async def _refresh_credentials(self, user_id: str) -> None:
+        """The credentials expired: ask the app again (its hook or connect endpoint, with the
+        handshake the client made), or, for a token of ours, close with 4403, which the
+        reference client retries (calling connectionParams again for a fresh token)."""
+        authenticator = self.endpoint.services.authenticator
+        try:
+            if not authenticator.delegates or self.handshake is None:
+                raise Unauthenticated("token expired: reconnect with a fresh one")
+            user = await authenticator.authenticate(self.handshake)
+            if user is None or user.id != user_id:
+                raise Unauthenticated("credentials expired: the app no longer names this user")
+        except Unavailable as exc:
+            log.warning("session %s: could not refresh credentials: %s", self.session_id, exc)
+            self.close(close_codes.TRY_AGAIN_LATER, "authentication unavailable: try again later")
+        except SwitchboardError as exc:
+            log.info("session %s: %s", self.session_id, exc)
+            self.close(close_codes.FORBIDDEN, str(exc))
+        else:
+            self.context.user = user
+            if self.session is not None:
+                self.session.user = user
+        finally:
+            self._refresh = None
 
     async def _close_from_session(self, code: int, reason: str) -> None:
         self.close(code, reason)

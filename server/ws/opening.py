@@ -8,21 +8,18 @@ from typing import Any
 
 from switchboard.exceptions import Unauthenticated
 from switchboard.observability.logs import current_session
-from switchboard.security.auth import User, authenticate, authorization_from_params
+from switchboard.security.auth import User
+from switchboard.security.handshake import Handshake
 from switchboard.services import Services
 from switchboard.sessions.session import Session
 
 log = logging.getLogger(__name__)
 
 
-def authenticate_connection(
-    services: Services, payload: dict[str, Any] | None, header: str | None
-) -> User | None:
-    """The user of a connection_init payload (`authorization`), else of the Authorization header."""
-    authorization = authorization_from_params(payload)
-    if authorization is None:
-        authorization = header
-    return authenticate(services.settings.secret, authorization, services.settings.max_token_ttl)
+async def authenticate_connection(services: Services, handshake: Handshake) -> User | None:
+    """The user of a connection: the connection_init payload's `authorization`, else the
+    Authorization header, else the app's hook (security/hooks.py)."""
+    return await services.authenticator.authenticate(handshake)
 
 
 async def open_session(
