@@ -1,0 +1,31 @@
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.views.decorators.http import require_POST
+
+from notes.models import Comment, Note
+from switchboard.django.publish import publish_on_commit
+
+
+def may_open_note(user, note_id: str) -> bool:
+    """The app's own rule, as the Channels consumer had it: the owner and collaborators."""
+    note = Note.objects.get(pk=int(note_id))  # "abc": ValueError; no such note: DoesNotExist
+    return note.owner_id == user.pk or note.collaborators.filter(pk=user.pk).exists()
+
+
+@login_required
+@require_POST
+def comment(request: HttpRequest, note_id: int) -> HttpResponse:
+    """Adds a comment; everyone with the note open hears of it once the transaction commits.
+    `?fail=1` rolls the transaction back after publishing: nothing must be delivered."""
+    note = get_object_or_404(Note, pk=note_id)
+    try:
+        with transaction.atomic():
+            saved = Comment.objects.create(note=note, text=request.POST["text"])
+            publish_on_commit(f"note_{note.pk}", "data", payload={"comment": saved.text})
+            if request.GET.get("fail"):
+                raise RuntimeError("rolled back on purpose")
+    except RuntimeError:
+        return JsonResponse({"rolled_back": True}, status=409)
+    return JsonResponse({"id": saved.pk})

@@ -1,0 +1,62 @@
+"""The app's side of Switchboard's connect and permission endpoints, as Django views."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from switchboard.django.conf import setting
+
+KEY_HEADER = "HTTP_X_SWITCHBOARD_KEY"
+
+NoteCheck = Callable[[Any, str], bool]
+"""`check(user, note_id) -> bool`, the app's own rule (a Django model query, say)."""
+
+
+def _from_switchboard(request: HttpRequest) -> bool:
+    key = setting("HOOK_KEY")
+    return key is None or hmac.compare_digest(request.META.get(KEY_HEADER, ""), str(key))
+
+
+@csrf_exempt
+@require_POST
+def connect(request: HttpRequest) -> HttpResponse:
+    """SWITCHBOARD_CONNECT_URL: who the forwarded session cookie belongs to."""
+    if not _from_switchboard(request):
+        return JsonResponse({"error": "not from Switchboard"}, status=403)
+    user = request.user
+    if not user.is_authenticated:
+        return JsonResponse({"error": "not logged in"}, status=401)
+    return JsonResponse({"user": str(user.pk), "roles": [], "expires_in": setting("EXPIRES_IN")})
+
+
+def note_permission(check: NoteCheck) -> Callable[[HttpRequest], HttpResponse]:
+    """SWITCHBOARD_PERMISSION_URL around `check`: {"allowed": bool}; 400 for a malformed id."""
+
+    @csrf_exempt
+    @require_POST
+    def view(request: HttpRequest) -> HttpResponse:
+        if not _from_switchboard(request):
+            return JsonResponse({"error": "not from Switchboard"}, status=403)
+        try:
+            body = json.loads(request.body)
+            user = get_user_model().objects.get(pk=body["user"])
+        except (ValueError, KeyError, TypeError, ObjectDoesNotExist, ValidationError):
+            return JsonResponse({"allowed": False}, status=403)
+        try:
+            allowed = bool(check(user, str(body.get("note_id"))))
+        except (ValueError, ValidationError):  # int("abc"): the id, not the app
+            return JsonResponse({"error": "malformed note id"}, status=400)
+        except ObjectDoesNotExist:
+            return JsonResponse({"allowed": False}, status=404)
+        return JsonResponse({"allowed": allowed})
+
+    return view  # type: ignore[no-any-return]

@@ -1,0 +1,161 @@
+"""A real Django project (client_examples/django: session login, a Note model, SQLite) beside a
+real Switchboard on Redis: the browser's session cookie is all it takes to connect, the app's own
+rule decides notes, a view's event goes out on commit and never on rollback, and logout in Django
+ends the live connection within SWITCHBOARD["EXPIRES_IN"]."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from tests.support.processes import ROOT, ServerProcess, free_port
+from tests.test_app_auth import OPEN, Peer, code_of
+
+SITE = ROOT / "client_examples" / "django"
+EVENTS = 'subscription { events(notes: ["1"]) { __typename ... on DataEvent { payload } } }'
+SETUP = """
+from django.contrib.auth.models import User
+from notes.models import Note
+alice = User.objects.create_user("alice", password="alice-pw")
+bob = User.objects.create_user("bob", password="bob-pw")
+Note.objects.create(pk=1, title="alice's", owner=alice)
+Note.objects.create(pk=2, title="bob's", owner=bob)
+print(alice.pk)
+"""
+
+
+@pytest.fixture(scope="module")
+def site(
+    redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, ServerProcess, str]]:
+    port, prefix = free_port(), f"dj{time.monotonic_ns()}"
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DJANGO_SETTINGS_MODULE": "notesite.settings",
+        "NOTESITE_DB": str(tmp_path_factory.mktemp("django") / "db.sqlite3"),
+        "NOTESITE_EXPIRES_IN": "1",
+        "REDIS_URL": redis_url,
+        "SWITCHBOARD_PREFIX": prefix,
+        "SWITCHBOARD_HOOK_KEY": "shared-key",
+    }
+
+    def manage(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=SITE,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    manage("migrate", "--verbosity", "0")
+    alice = manage("shell", "-c", SETUP).split()[-1]  # after what the shell says of itself
+    django = subprocess.Popen(
+        [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+        cwd=SITE,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    switchboard = None
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(f"{base}/login/", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        switchboard = ServerProcess(
+            {
+                "REDIS_URL": redis_url,
+                "SWITCHBOARD_PREFIX": prefix,
+                "SWITCHBOARD_CONNECT_URL": f"{base}/switchboard/connect/",
+                "SWITCHBOARD_PERMISSION_URL": f"{base}/switchboard/note-permission/",
+                "SWITCHBOARD_HOOK_KEY": "shared-key",
+                "SWITCHBOARD_ANONYMOUS": "0",
+            }
+        ).start()
+        yield base, switchboard, alice
+    finally:
+        if switchboard is not None:
+            switchboard.stop()
+        django.terminate()
+        django.wait(10)
+
+
+def login(client: httpx.Client, base: str, user: str, password: str) -> str:
+    """Django's own login form, CSRF and all; the session cookie it sets."""
+    form = client.get(f"{base}/login/").text
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form)
+    assert csrf is not None
+    reply = client.post(
+        f"{base}/login/",
+        data={"username": user, "password": password, "csrfmiddlewaretoken": csrf.group(1)},
+        headers={"Referer": f"{base}/login/"},
+    )
+    assert reply.status_code == 302, reply.text[:300]
+    return str(client.cookies["sessionid"])
+
+
+def post(client: httpx.Client, base: str, path: str, **data: str) -> httpx.Response:
+    data["csrfmiddlewaretoken"] = client.cookies["csrftoken"]
+    return client.post(f"{base}{path}", data=data, headers={"Referer": f"{base}/"})
+
+
+async def test_a_django_session_connects_opens_its_notes_and_hears_committed_events(
+    site: tuple[str, ServerProcess, str],
+) -> None:
+    base, switchboard, alice = site
+    with httpx.Client() as browser:
+        session = await asyncio.to_thread(login, browser, base, "alice", "alice-pw")
+        peer = await Peer.connect(switchboard.ws_url, cookie=f"sessionid={session}")
+        assert isinstance(peer, Peer), f"refused with {peer}"
+        assert peer.ack["userId"] == alice
+        outcomes = {n: code_of(await peer.execute(OPEN, n=n)) for n in ("1", "2", "abc", "999")}
+        assert outcomes == {"1": None, "2": "FORBIDDEN", "abc": "BAD_USER_INPUT", "999": "FORBIDDEN"}
+
+        await peer.ws.send(
+            orjson.dumps({"type": "subscribe", "id": "e", "payload": {"query": EVENTS}}).decode()
+        )
+        await asyncio.sleep(0.3)
+        rolled = await asyncio.to_thread(post, browser, base, "/notes/1/comment/?fail=1", text="never")
+        assert rolled.status_code == 409
+        kept = await asyncio.to_thread(post, browser, base, "/notes/1/comment/", text="hello")
+        assert kept.status_code == 200, kept.text[:300]
+        async with asyncio.timeout(5):
+            while True:
+                message = orjson.loads(await peer.ws.recv())
+                if message["type"] == "next" and message["id"] == "e":
+                    event = message["payload"]["data"]["events"]
+                    if event["__typename"] == "DataEvent":
+                        break
+        assert event["payload"] == {"comment": "hello"}, "the rolled-back comment was delivered first"
+
+        await asyncio.to_thread(post, browser, base, "/logout/")
+        code, took = await peer.closed_with(within=6)
+        assert code == 4403 and took < 3.0, (code, took)
+    assert await Peer.connect(switchboard.ws_url, cookie=f"sessionid={session}") == 4403
+
+
+async def test_the_hook_views_answer_only_switchboard(site: tuple[str, ServerProcess, str]) -> None:
+    base, _, _ = site
+    async with httpx.AsyncClient() as client:
+        reply = await client.post(f"{base}/switchboard/note-permission/", json={"user": "1", "note_id": "1"})
+    assert reply.status_code == 403
+
+
+def test_the_example_project_is_where_the_test_expects_it() -> None:
+    assert (SITE / "manage.py").exists() and Path(SITE / "notes" / "migrations" / "0001_initial.py").exists()
