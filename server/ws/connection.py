@@ -272,29 +272,15 @@ class Connection:
         self.handshake = Handshake.from_asgi(self.scope.get("headers"), payload, self.address, "websocket")
         try:
             user = await authenticate_connection(services, self.handshake)
-        except Unavailable as exc:
-            log.warning("refused a websocket connection: %s", exc)
-            self.close(close_codes.TRY_AGAIN_LATER, "authentication unavailable: try again later")
-            return
         except SwitchboardError as exc:
-            log.info("refused a websocket connection: %s", exc)
-            if self.legacy:
-                self._send({"type": "connection_error", "payload": {"message": str(exc), "code": exc.code}})
-            self.close(close_codes.FORBIDDEN, "Forbidden", flush=True)
+            self._refuse(exc, "authentication")
             return
         if self.closing:
             return
         try:
             session = await open_session(services, user, self._close_from_session, lambda: not self.closing)
-        except Unavailable as exc:
-            log.warning("refused a websocket connection: %s", exc)
-            self.close(close_codes.TRY_AGAIN_LATER, "group layer unavailable: try again later")
-            return
         except SwitchboardError as exc:
-            log.info("refused a websocket connection: %s", exc)
-            if self.legacy:
-                self._send({"type": "connection_error", "payload": {"message": str(exc), "code": exc.code}})
-            self.close(close_codes.FORBIDDEN, "Forbidden", flush=True)
+            self._refuse(exc, "group layer")
             return
         if not self.endpoint.authenticated(self):
             await self.endpoint.services.control.disconnected(session)
@@ -312,6 +298,18 @@ class Connection:
         self.last_ping = time.monotonic()  # the first ping comes one interval after the ack
         if self.resume:
             self.resume_until = self.last_ping + RESUME_WINDOW
+
+    def _refuse(self, exc: SwitchboardError, step: str) -> None:
+        """End a connection_init that failed: 1013 when `step` could not answer now (the client
+        retries), 4403 for a refusal (and the legacy protocol's connection_error first)."""
+        if isinstance(exc, Unavailable):
+            log.warning("refused a websocket connection: %s", exc)
+            self.close(close_codes.TRY_AGAIN_LATER, f"{step} unavailable: try again later")
+            return
+        log.info("refused a websocket connection: %s", exc)
+        if self.legacy:
+            self._send({"type": "connection_error", "payload": {"message": str(exc), "code": exc.code}})
+        self.close(close_codes.FORBIDDEN, "Forbidden", flush=True)
 
     async def _refresh_credentials(self, user_id: str) -> None:
         """The credentials expired: ask the app again (its hook or connect endpoint, with the
