@@ -17,7 +17,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.support.processes import ROOT, ServerProcess, free_port
+from tests.support.processes import ROOT, TEST_SECRET, ServerProcess, free_port
 from tests.test_app_auth import OPEN, Peer, code_of
 
 SITE = ROOT / "client_examples" / "django"
@@ -46,6 +46,8 @@ def site(
         "REDIS_URL": redis_url,
         "SWITCHBOARD_PREFIX": prefix,
         "SWITCHBOARD_HOOK_KEY": "shared-key",
+        "SWITCHBOARD_SECRET": TEST_SECRET,
+        "SWITCHBOARD_URL": "ws://switchboard.example/graphql",
     }
 
     def manage(*args: str) -> str:
@@ -124,6 +126,11 @@ async def test_a_django_session_connects_opens_its_notes_and_hears_committed_eve
         peer = await Peer.connect(switchboard.ws_url, cookie=f"sessionid={session}")
         assert isinstance(peer, Peer), f"refused with {peer}"
         assert peer.ack["userId"] == alice
+        info = (await asyncio.to_thread(browser.get, f"{base}/switchboard/info/")).json()
+        assert info["url"] == "ws://switchboard.example/graphql" and info["userId"] == alice
+        by_token = await Peer.connect(switchboard.ws_url, params={"authorization": f"Bearer {info['token']}"})
+        assert isinstance(by_token, Peer) and by_token.ack["userId"] == alice  # a page without cookies
+        await by_token.ws.close()
         outcomes = {n: code_of(await peer.execute(OPEN, n=n)) for n in ("1", "2", "abc", "999")}
         assert outcomes == {"1": None, "2": "FORBIDDEN", "abc": "BAD_USER_INPUT", "999": "FORBIDDEN"}
 
@@ -159,3 +166,18 @@ async def test_the_hook_views_answer_only_switchboard(site: tuple[str, ServerPro
 
 def test_the_example_project_is_where_the_test_expects_it() -> None:
     assert (SITE / "manage.py").exists() and Path(SITE / "notes" / "migrations" / "0001_initial.py").exists()
+
+
+def test_the_example_projects_own_tests_capture_what_its_views_publish() -> None:
+    """The app's Django TestCase (client_examples/django/notes/tests.py) needs no Redis."""
+    env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "notesite.settings"}
+    done = subprocess.run(
+        [sys.executable, "manage.py", "test", "notes", "--verbosity", "2"],
+        cwd=SITE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Ran 2 tests" in done.stderr

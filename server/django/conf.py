@@ -11,6 +11,8 @@ DEFAULTS: dict[str, Any] = {
     "PREFIX": None,  # SWITCHBOARD_PREFIX of the servers (else the environment's, else "switchboard")
     "HOOK_KEY": None,  # SWITCHBOARD_HOOK_KEY of the servers: the views refuse requests without it
     "EXPIRES_IN": 60,  # seconds before Switchboard asks again: the bound on logout taking effect
+    "URL": None,  # Switchboard's /graphql URL, as the browser reaches it (views.connection_info)
+    "SECRET": None,  # SWITCHBOARD_SECRET, only to mint tokens for pages (without the connect endpoint)
 }
 
 

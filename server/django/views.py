@@ -8,12 +8,14 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from switchboard.django.conf import setting
+from switchboard.security.auth import mint_token
 
 KEY_HEADER = "HTTP_X_SWITCHBOARD_KEY"
 
@@ -36,6 +38,16 @@ def connect(request: HttpRequest) -> HttpResponse:
     if not user.is_authenticated:
         return JsonResponse({"error": "not logged in"}, status=401)
     return JsonResponse({"user": str(user.pk), "roles": [], "expires_in": setting("EXPIRES_IN")})
+
+
+@login_required
+def connection_info(request: HttpRequest) -> HttpResponse:
+    """What the logged-in page needs to connect: Switchboard's URL, the user id, and, when
+    SWITCHBOARD["SECRET"] is set (no connect endpoint), a token for `connectionParams` that
+    lives SWITCHBOARD["EXPIRES_IN"] seconds. With the connect endpoint the cookie is enough."""
+    secret = setting("SECRET")
+    token = mint_token(str(secret), str(request.user.pk), ttl=int(setting("EXPIRES_IN"))) if secret else None
+    return JsonResponse({"url": setting("URL"), "userId": str(request.user.pk), "token": token})
 
 
 def note_permission(check: NoteCheck) -> Callable[[HttpRequest], HttpResponse]:

@@ -16,6 +16,7 @@ from switchboard.publish import attach_server_layer, detach_server_layer
 from switchboard.security.ratelimit import BucketTable
 from switchboard.services import Services, build_services
 from switchboard.settings import Settings
+from switchboard.web.cors import Answer, Cors
 from switchboard.web.metrics import CONTENT_TYPE, SwitchboardCollector, make_registry, render
 from switchboard.web.view import STATIC, SwitchboardView
 from switchboard.ws.api import GraphQLApi
@@ -46,18 +47,31 @@ class Switchboard:
         # Before Quart, authentication or the body: a request over its address's budget costs
         # a few microseconds, so one client in a loop cannot take the CPU from everyone else.
         self._requests = BucketTable(settings.http_rate, settings.http_burst)
+        self._cors = Cors(websockets.origins)  # the same allowlist as WebSocket handshakes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and scope["path"] == GRAPHQL_PATH:
             await self.websockets(scope, receive, send)
-        elif scope["type"] == "http" and scope["path"] == GRAPHQL_PATH and not self._admit(scope):
-            await send({"type": "http.response.start", "status": 429, "headers": TOO_MANY_HEADERS})
-            await send({"type": "http.response.body", "body": TOO_MANY_BODY})
+        elif scope["type"] == "http" and scope["path"] == GRAPHQL_PATH:
+            if not self._admit(scope):
+                await _answer(send, (429, TOO_MANY_HEADERS, TOO_MANY_BODY))
+                return
+            decided = self._cors.decide(scope, send)
+            if isinstance(decided, tuple):
+                await _answer(send, decided)
+            else:
+                await self._http(scope, receive, decided)
         else:
             await self._http(scope, receive, send)
 
     def _admit(self, scope: Scope) -> bool:
         return self._requests.get(str(client_address(scope))).take()
+
+
+async def _answer(send: Send, answer: Answer) -> None:
+    status, headers, body = answer
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def create_app(settings: Settings | None = None, schema: Any = None) -> Switchboard:

@@ -44,4 +44,6 @@ SWITCHBOARD = {
     "PREFIX": os.environ.get("SWITCHBOARD_PREFIX"),
     "HOOK_KEY": os.environ.get("SWITCHBOARD_HOOK_KEY"),
     "EXPIRES_IN": int(os.environ.get("NOTESITE_EXPIRES_IN", "60")),
+    "URL": os.environ.get("SWITCHBOARD_URL", "ws://127.0.0.1:8000/graphql"),
+    "SECRET": os.environ.get("SWITCHBOARD_SECRET"),  # only to hand pages a token
 }
