@@ -18,6 +18,7 @@ from switchboard.context import Context
 from switchboard.exceptions import RateLimited, SwitchboardError, Unauthenticated, Unavailable
 from switchboard.security.handshake import Handshake
 from switchboard.services import Services
+from switchboard.web.media_type import GRAPHQL_RESPONSE, as_graphql_response, wants_graphql_response
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,11 @@ class SwitchboardView(RefuseSubscriptions, GraphQLView[Context, None]):
             return error_response(RateLimited("too many operations: slow down"))
         try:
             context = Context(self.services, user=user, request=request, bucket=mutations)
-            return await self.run(request=request, context=context)
+            response = await self.run(request=request, context=context)
         except HTTPException as exc:
             return Response(response=exc.reason, status=exc.status_code, content_type="text/plain")
+        if wants_graphql_response(request.headers.get("Accept")) and response.mimetype == "application/json":
+            status, body = as_graphql_response(await response.get_data(as_text=False))
+            response = Response(body, status=status, content_type=GRAPHQL_RESPONSE, headers=response.headers)
+            response.headers["Content-Type"] = GRAPHQL_RESPONSE
+        return response
