@@ -52,3 +52,13 @@ async def test_request_errors_are_400_without_data_for_the_media_type(server: Se
     assert fine.json()["data"]["me"]["id"]
     assert legacy.status_code == 200 and legacy.headers["content-type"].startswith("application/json")
     assert legacy.json()["data"] is None  # clients of application/json see what they always saw
+
+
+async def test_every_http_error_has_a_code_even_before_execution(server: ServerProcess) -> None:
+    """A document that does not parse never reached the schema's error extension."""
+    auth = {"Authorization": f"Bearer {token(unique('u'))}"}
+    async with httpx.AsyncClient() as client:
+        for query in ("{ __typename {", "{ " + "__typename " * 300 + "{", "{ nope }"):
+            reply = await client.post(server.http_url, json={"query": query}, headers=auth)
+            codes = [e.get("extensions", {}).get("code") for e in reply.json()["errors"]]
+            assert codes and all(codes), (query[:20], reply.json())

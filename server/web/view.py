@@ -16,6 +16,7 @@ from strawberry.schema.base import BaseSchema
 from switchboard.compat.strawberry_http import RefuseSubscriptions
 from switchboard.context import Context
 from switchboard.exceptions import RateLimited, SwitchboardError, Unauthenticated, Unavailable
+from switchboard.schema.errors import coded
 from switchboard.security.handshake import Handshake
 from switchboard.services import Services
 from switchboard.web.media_type import GRAPHQL_RESPONSE, as_graphql_response, wants_graphql_response
@@ -55,6 +56,14 @@ class SwitchboardView(RefuseSubscriptions, GraphQLView[Context, None]):
             log.warning("GraphiQL assets missing (run `make assets`): the page loads them from a CDN")
             return await super().render_graphql_ide(request)
         return Response(page, content_type="text/html; charset=utf-8")
+
+    async def process_result(self, request: Request, result: Any) -> Any:
+        # Errors found before execution (a document that does not parse, most of all) reach the
+        # view without passing the schema's ErrorCodes extension: give them their code here, so
+        # every error over HTTP has one, as over the WebSocket.
+        if result.errors:
+            result.errors = [e if (e.extensions or {}).get("code") else coded(e) for e in result.errors]
+        return await super().process_result(request, result)
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
