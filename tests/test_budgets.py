@@ -295,11 +295,13 @@ async def test_sockets_that_never_authenticate_cannot_lock_real_users_out(guarde
 
 async def test_connection_attempts_are_limited_per_address(guarded: ServerProcess) -> None:
     codes = []
-    for _ in range(45):
+    # 20 past the burst of 40: at 2 per second the bucket cannot refill them all however slowly
+    # this machine opens sockets (each attempt takes 0.05-0.2 s here).
+    for _ in range(60):
         async with FramePeer("127.0.0.1", guarded.port, local="127.0.0.3") as peer:
             codes.append(None if await peer.still_open(0.05) else peer.closed_with)
     assert codes[:40] == [None] * 40  # the burst
-    assert 1013 in codes[40:]
+    assert codes[40:].count(1013) >= 10, codes[40:]
 
 
 async def test_operations_are_limited_per_user_across_connections_and_http(guarded: ServerProcess) -> None:
