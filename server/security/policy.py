@@ -11,7 +11,6 @@ admitted); any other exception of an import-path rule is an internal error (a bu
 from __future__ import annotations
 
 import inspect
-import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -22,8 +21,6 @@ from switchboard.security.app_endpoint import AppEndpoint
 from switchboard.security.auth import User
 from switchboard.security.hooks import load_callable
 from switchboard.settings import Settings
-
-log = logging.getLogger(__name__)
 
 NotePolicy = Callable[[User, str], bool | Awaitable[bool]]
 """`can_open_note(user, note_id)`: True to allow. May be async; may raise BadUserInput."""

@@ -24,7 +24,7 @@ from switchboard.security.handshake import Handshake
 from switchboard.security.ratelimit import TokenBucket
 from switchboard.sessions.session import Session
 from switchboard.ws.asgi_types import Receive, Scope, Send, client_address
-from switchboard.ws.opening import authenticate_connection, open_session
+from switchboard.ws.opening import open_session
 from switchboard.ws.operations import Execute, Multiplexed, Stream, plan
 from switchboard.ws.protocol import LEGACY_WS, MAX_OPERATION_ID, State, coded
 from switchboard.ws.resume import catch_up, resume_cursors
@@ -271,7 +271,7 @@ class Connection:
         services = self.endpoint.services
         self.handshake = Handshake.from_asgi(self.scope.get("headers"), payload, self.address, "websocket")
         try:
-            user = await authenticate_connection(services, self.handshake)
+            user = await services.authenticator.authenticate(self.handshake)
         except SwitchboardError as exc:
             self._refuse(exc, "authentication")
             return

@@ -1,4 +1,5 @@
-"""Opening a connection's session: who the client is, and the groups it joins on connect."""
+"""Opening a connection's session: the groups it joins on connect (who the client is, is
+services.authenticator's: security/hooks.py)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,10 @@ from typing import Any
 from switchboard.exceptions import Unauthenticated
 from switchboard.observability.logs import current_session
 from switchboard.security.auth import User
-from switchboard.security.handshake import Handshake
 from switchboard.services import Services
 from switchboard.sessions.session import Session
 
 log = logging.getLogger(__name__)
-
-
-async def authenticate_connection(services: Services, handshake: Handshake) -> User | None:
-    """The user of a connection: the connection_init payload's `authorization`, else the
-    Authorization header, else the app's hook (security/hooks.py)."""
-    return await services.authenticator.authenticate(handshake)
 
 
 async def open_session(

@@ -280,10 +280,10 @@ class FrameWriter:
             while frames := self._frames:
                 self.busy_since = time.monotonic()
                 frame = frames.popleft()
-                self._bytes -= frame_size(frame)
+                size = frame_size(frame)
+                self._bytes -= size
                 if self._memory is not None:
                     self._memory.remove(frame)
-                size = frame_size(frame)
                 if self._budget is not None and size >= LARGE_FRAME:
                     await self._budget.acquire(size)
                     try:
