@@ -76,6 +76,10 @@ class Settings:
     hook_key: str | None = None  # sent as X-Switchboard-Key to the app's endpoints
     permission_cache_ttl: float = 5.0  # seconds an answer about (user, note) is reused; 0: never
     client_publish: str = "none"  # "none": publisher tokens only; "notes": members of a note too
+    # Subscriptions over HTTP (streams/): SSE and multipart streams, and reservations.
+    max_streams: int = 10_000  # open streams in the process (WebSockets are counted apart)
+    max_streams_per_user: int = 16  # per user, or per address for anonymous streams
+    stream_keepalive: float = 15.0  # seconds between keepalive comments on an idle stream
 
     @property
     def max_groups(self) -> int:
@@ -176,6 +180,9 @@ class Settings:
             hook_key=env.get("SWITCHBOARD_HOOK_KEY") or None,
             permission_cache_ttl=float(_whole(env, "SWITCHBOARD_PERMISSION_CACHE_TTL", 5)),
             client_publish=client_publish,
+            max_streams=_positive_int(env, "SWITCHBOARD_MAX_STREAMS", 10_000),
+            max_streams_per_user=_positive_int(env, "SWITCHBOARD_MAX_STREAMS_PER_USER", 16),
+            stream_keepalive=_positive_float(env, "SWITCHBOARD_STREAM_KEEPALIVE", 15.0),
         )
 
 

@@ -16,7 +16,8 @@ from strawberry.types import ExecutionResult
 from switchboard.offload import OFF_LOOP_LENGTH, off_loop
 
 SUBSCRIPTION_OVER_HTTP = (
-    "subscriptions are served over WebSocket (graphql-transport-ws or graphql-ws) at this path"
+    "subscriptions over HTTP need Accept: text/event-stream (GraphQL over SSE) or multipart/mixed"
+    " (Apollo's multipart subscriptions); or use WebSocket (graphql-transport-ws) at this path"
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, cast
 
@@ -16,6 +17,7 @@ from switchboard.publish import attach_server_layer, detach_server_layer
 from switchboard.security.ratelimit import BucketTable
 from switchboard.services import Services, build_services
 from switchboard.settings import Settings
+from switchboard.streams.endpoint import StreamEndpoint
 from switchboard.web.cors import Answer, Cors
 from switchboard.web.metrics import CONTENT_TYPE, SwitchboardCollector, make_registry, render
 from switchboard.web.view import STATIC, SwitchboardView
@@ -38,11 +40,14 @@ TOO_MANY_BODY = orjson.dumps(
 class Switchboard:
     """The app a server runs. `services` is the process's layer, sessions and handler registry."""
 
-    def __init__(self, quart: Quart, services: Services, websockets: WebSocketEndpoint) -> None:
+    def __init__(
+        self, quart: Quart, services: Services, websockets: WebSocketEndpoint, streams: StreamEndpoint
+    ) -> None:
         self.quart = quart
         self._http: ASGIApp = cast(ASGIApp, quart)
         self.services = services
         self.websockets = websockets
+        self.streams = streams
         settings = services.settings
         # Before Quart, authentication or the body: a request over its address's budget costs
         # a few microseconds, so one client in a loop cannot take the CPU from everyone else.
@@ -59,6 +64,8 @@ class Switchboard:
             decided = self._cors.decide(scope, send)
             if isinstance(decided, tuple):
                 await _answer(send, decided)
+            elif StreamEndpoint.takes(scope):
+                await self.streams(scope, receive, decided)
             else:
                 await self._http(scope, receive, decided)
         else:
@@ -87,6 +94,7 @@ def create_app(settings: Settings | None = None, schema: Any = None) -> Switchbo
     api: GraphQLApi = schema
     services = build_services(settings)
     websockets = WebSocketEndpoint(services, api)
+    streams = StreamEndpoint(services, api, websockets)
     quart = Quart(__name__)
     # Bodies past this are refused (413) before they are read: nothing parses a 2 MB query.
     quart.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
@@ -109,6 +117,7 @@ def create_app(settings: Settings | None = None, schema: Any = None) -> Switchbo
         await services.control.directory.start()
         attach_server_layer(services.layer)
         websockets.start()
+        streams.start()
         loop_lag.start()
         if share is not None:
             share.start(collector.snapshot)
@@ -120,7 +129,7 @@ def create_app(settings: Settings | None = None, schema: Any = None) -> Switchbo
     @quart.after_serving
     async def stop() -> None:
         await loop_lag.stop()
-        await websockets.stop()
+        await asyncio.gather(websockets.stop(), streams.stop())
         for session in services.sessions:
             await services.control.disconnected(session)
             await session.disconnect()
@@ -154,7 +163,7 @@ def create_app(settings: Settings | None = None, schema: Any = None) -> Switchbo
             return _json({"status": "unavailable", "detail": str(exc)}, status=503)
         return _json({"status": "ok", "sessions": len(services.sessions)})
 
-    return Switchboard(quart, services, websockets)
+    return Switchboard(quart, services, websockets, streams)
 
 
 def _json(body: object, status: int = 200) -> Response:

@@ -18,8 +18,8 @@ from typing import Any
 from switchboard.security.origins import OriginPolicy
 from switchboard.ws.asgi_types import Scope, Send
 
-ALLOW_METHODS = b"GET, POST, OPTIONS"
-ALLOW_HEADERS = b"authorization, content-type, accept"
+ALLOW_METHODS = b"GET, POST, PUT, DELETE, OPTIONS"  # PUT, DELETE: graphql-sse reservations
+ALLOW_HEADERS = b"authorization, content-type, accept, last-event-id, x-graphql-event-stream-token"
 MAX_AGE = b"600"
 FORBIDDEN_BODY = (
     b'{"data":null,"errors":[{"message":"this origin may not call /graphql",'

@@ -27,8 +27,9 @@ from switchboard.ws.asgi_types import Receive, Scope, Send, client_address
 from switchboard.ws.opening import open_session
 from switchboard.ws.operations import Execute, Multiplexed, Stream, plan
 from switchboard.ws.protocol import LEGACY_WS, MAX_OPERATION_ID, State, coded
+from switchboard.ws.render import Renderer
 from switchboard.ws.resume import catch_up, resume_cursors
-from switchboard.ws.subscription import WsSubscription
+from switchboard.ws.subscription import WsSubscription, join_notes, release_notes
 from switchboard.ws.writer import FrameWriter
 
 if TYPE_CHECKING:
@@ -116,6 +117,10 @@ class Connection:
     @property
     def session_id(self) -> str:
         return self.session.id if self.session is not None else "-"
+
+    @property
+    def renderer(self) -> Renderer:
+        return self.endpoint.renderer
 
     @property
     def closing(self) -> bool:
@@ -454,31 +459,18 @@ class Connection:
         services = self.endpoint.services
         if session is None:
             return
-        try:
-            for note in notes:
-                await services.authorizer.require_note(self.context.user, note)
-                subscription.notes += (note,)  # before joining: a stop meanwhile lets go of it
-                await session.open_note(note, holder=subscription)
-        except SwitchboardError as exc:
-            await self._release_notes(subscription)
+        error = await join_notes(subscription, notes, session, services.authorizer, self.context.user)
+        if error is not None:
             if self.ops.get(subscription.id) is subscription:
                 del self.ops[subscription.id]
                 session.remove_listener(subscription)
-                self._send_error(subscription.id, [coded(str(exc), exc.code)])
+                self._send_error(subscription.id, [coded(str(error), error.code)])
             await services.control.changed(session)
             return
         if notes:
             await services.control.changed(session)  # its groups
         if not await catch_up(subscription, since, services.layer, session):
             self.close(close_codes.SLOW_CONSUMER, "slow consumer: outgoing queue overflowed")
-
-    async def _release_notes(self, subscription: WsSubscription) -> None:
-        notes, subscription.notes = subscription.notes, ()
-        session = self.session
-        if session is None or session.closed:
-            return
-        for note in notes:
-            await session.close_note(note, holder=subscription)
 
     def _spawn(self, op_id: str, work: Awaitable[None]) -> None:
         async def run() -> None:
@@ -530,7 +522,7 @@ class Connection:
                     await op.opening
             if self.legacy:
                 self._send_complete(op_id)
-            await self._release_notes(op)
+            await release_notes(op, self.session)
             if self.session is not None and not self.session.closed:
                 await self.endpoint.services.control.changed(self.session)  # its subscription count
         else:

@@ -4,15 +4,33 @@ writes rendered frames to the connection's writer."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 
+from switchboard.exceptions import SwitchboardError
 from switchboard.messages.envelope import Envelope
 from switchboard.messages.filters import EventFilter
+from switchboard.security.auth import User
+from switchboard.security.policy import Authorizer
+from switchboard.sessions.session import Session
+from switchboard.ws.render import Renderer
+from switchboard.ws.writer import FrameWriter
 
-if TYPE_CHECKING:
-    from switchboard.ws.connection import Connection
+
+class Carrier(Protocol):
+    """What a subscription writes through: a WebSocket connection, or an HTTP stream."""
+
+    @property
+    def legacy(self) -> bool: ...
+    @property
+    def writer(self) -> FrameWriter: ...
+    @property
+    def renderer(self) -> Renderer: ...
+    @property
+    def session_id(self) -> str: ...
+    @property
+    def context(self) -> Any: ...
 
 
 class WsSubscription:
@@ -37,7 +55,7 @@ class WsSubscription:
 
     def __init__(
         self,
-        conn: Connection,
+        conn: Carrier,
         op_id: str,
         event_filter: EventFilter,
         document: Any,
@@ -76,7 +94,7 @@ class WsSubscription:
 
     def emit(self, message: Envelope) -> bool:
         conn = self._conn
-        payload = conn.endpoint.renderer.payload(
+        payload = conn.renderer.payload(
             message,
             self.key,
             conn.session_id,
@@ -87,4 +105,37 @@ class WsSubscription:
         )
         if payload is None:
             return True
-        return conn.writer.offer((self._prefix, payload))
+        return conn.writer.offer((self.prefix_of(message), payload))
+
+    def prefix_of(self, message: Envelope) -> str:
+        """What goes before the rendered payload (the transport's framing)."""
+        return self._prefix
+
+
+async def join_notes(
+    subscription: WsSubscription,
+    notes: list[str],
+    session: Session,
+    authorizer: Authorizer,
+    user: User | None,
+) -> SwitchboardError | None:
+    """Join the notes a subscription declared (it holds them); the refusal, with none held, if
+    the user may not open one of them."""
+    try:
+        for note in notes:
+            await authorizer.require_note(user, note)
+            subscription.notes += (note,)  # before joining: a stop meanwhile lets go of it
+            await session.open_note(note, holder=subscription)
+    except SwitchboardError as exc:
+        await release_notes(subscription, session)
+        return exc
+    return None
+
+
+async def release_notes(subscription: WsSubscription, session: Session | None) -> None:
+    """Let go of the notes the subscription holds (a note stays joined while another holds it)."""
+    notes, subscription.notes = subscription.notes, ()
+    if session is None or session.closed:
+        return
+    for note in notes:
+        await session.close_note(note, holder=subscription)

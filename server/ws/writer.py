@@ -267,11 +267,13 @@ class FrameWriter:
             return
         self._task = start_eagerly(self._drain(), self._name)
 
-    @staticmethod
-    async def _send_frame(send: Send, frame: Frame) -> None:
+    async def _send_frame(self, send: Send, frame: Frame) -> None:
         # The one copy of a shared payload this socket makes, for as long as it is sent.
         text = frame if isinstance(frame, str) else frame[0] + frame[1] + "}"
         await send({"type": "websocket.send", "text": text})
+
+    async def _send_close(self, send: Send, code: int, reason: str) -> None:
+        await send({"type": "websocket.close", "code": code, "reason": reason})
 
     async def _drain(self) -> None:
         send = self._send
@@ -297,7 +299,7 @@ class FrameWriter:
                 code, reason = self._close
                 self._close = None
                 self.busy_since = time.monotonic()
-                await send({"type": "websocket.close", "code": code, "reason": reason})
+                await self._send_close(send, code, reason)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

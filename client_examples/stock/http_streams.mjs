@@ -1,0 +1,80 @@
+// Subscriptions over plain HTTP with stock clients, configured as the README says:
+//   KIND=sse          graphql-sse, distinct connections mode (one SSE response per subscription)
+//   KIND=sse-single   graphql-sse, single connection mode (PUT reservation, one SSE stream)
+//   KIND=apollo       Apollo Client 4 HttpLink (multipart subscriptions)
+//   KIND=urql         urql with fetchSubscriptions (SSE)
+// Prints one JSON line per event, {"error": ..., "code": ...} per refusal.
+//
+//   SWITCHBOARD_URL=http://127.0.0.1:8000/graphql SWITCHBOARD_TOKEN=... NOTES=5 KIND=sse node http_streams.mjs
+// OPEN_NOTE=7 (sse-single) also opens note 7 with openNote on the stream's own session.
+// QUERY overrides the subscription (to see a refusal).
+import { createClient } from "graphql-sse";
+import { ApolloClient, InMemoryCache, HttpLink, gql } from "@apollo/client";
+import { Client, fetchExchange } from "@urql/core";
+import { pipe, subscribe } from "wonka";
+
+const url = process.env.SWITCHBOARD_URL;
+const kind = process.env.KIND || "sse";
+const notes = (process.env.NOTES || "").split(",").filter(Boolean);
+const headers = process.env.SWITCHBOARD_TOKEN ? { authorization: `Bearer ${process.env.SWITCHBOARD_TOKEN}` } : {};
+const EVENTS =
+  process.env.QUERY ||
+  `subscription Events($notes: [ID!]) {
+    events(notes: $notes) {
+      __typename
+      ... on NotifyEvent { group message cursor }
+      ... on ResumeEvent { group recovered reason cursor }
+    }
+  }`;
+
+function print(result) {
+  if (result.errors && result.errors.length) {
+    const [first] = result.errors;
+    console.log(JSON.stringify({ error: first.message, code: first.extensions && first.extensions.code }));
+  } else if (result.data && result.data.events) {
+    console.log(JSON.stringify(result.data.events));
+  } else if (result.data) {
+    console.log(JSON.stringify({ result: result.data }));
+  }
+}
+const failed = (error) => console.log(JSON.stringify({ error: String(error) }));
+
+if (kind === "sse" || kind === "sse-single") {
+  const client = createClient({ url, headers, singleConnection: kind === "sse-single", retryAttempts: 20 });
+  client.subscribe({ query: EVENTS, variables: { notes } }, { next: print, error: failed, complete: () => {} });
+  if (kind === "sse-single" && process.env.OPEN_NOTE) {
+    // Over the reservation's stream, a mutation runs on that stream's session: no sessionId needed.
+    setTimeout(() => {
+      client.subscribe(
+        { query: `mutation { openNote(noteId: "${process.env.OPEN_NOTE}") { id } }` },
+        { next: (r) => print(r), error: failed, complete: () => console.log(JSON.stringify({ opened: true })) },
+      );
+    }, 500);
+  }
+} else if (kind === "apollo") {
+  const client = new ApolloClient({ link: new HttpLink({ uri: url, headers }), cache: new InMemoryCache() });
+  client.subscribe({ query: gql(EVENTS), variables: { notes }, fetchPolicy: "no-cache" }).subscribe({
+    // Apollo Client 4 hands GraphQL errors over as `error` (CombinedGraphQLErrors).
+    next: (result) => print(result.error ? { errors: result.error.errors || [{ message: String(result.error) }] } : result),
+    error: (error) => {
+      const found = (error.errors || [])[0];
+      console.log(JSON.stringify({ error: String(error), code: found && found.extensions && found.extensions.code }));
+    },
+  });
+} else if (kind === "urql") {
+  const client = new Client({ url, exchanges: [fetchExchange], fetchSubscriptions: true, fetchOptions: { headers } });
+  pipe(
+    client.subscription(EVENTS, { notes }),
+    subscribe((result) => {
+      if (result.error) {
+        const found = (result.error.graphQLErrors || [])[0];
+        console.log(JSON.stringify({ error: String(result.error), code: found && found.extensions && found.extensions.code }));
+        return;
+      }
+      print(result);
+    }),
+  );
+} else {
+  throw new Error(`unknown KIND ${kind}`);
+}
+console.log(JSON.stringify({ started: kind }));

@@ -1,0 +1,400 @@
+"""/graphql over HTTP streams: GraphQL over SSE (graphql-sse's distinct connections mode, and its
+single connection mode with reservations) and Apollo's multipart subscriptions.
+
+Which requests are ours (`takes`): PUT and DELETE (reservations, stopping an operation), any
+request carrying a reservation token, and requests whose Accept header prefers
+`text/event-stream` or `multipart/mixed`. Everything else is Quart's (queries and mutations).
+
+Refusals (docs/http-streams.md): a bad request or a refused operation is a `next` carrying
+`errors` with an `extensions.code`, then `complete` (multipart: a JSON body, as for a query);
+a stream over its limits (per user, per process) or refused while the server cannot answer is
+ended at once with a `retry` hint over SSE (EventSource and graphql-sse reconnect by themselves),
+429 or 503 otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import Counter
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from switchboard.exceptions import (
+    BadUserInput,
+    NotFound,
+    RateLimited,
+    SwitchboardError,
+    Unauthenticated,
+    Unavailable,
+)
+from switchboard.security.auth import User
+from switchboard.security.handshake import Handshake
+from switchboard.services import Services
+from switchboard.streams.event_ids import parse_last_event_id
+from switchboard.streams.framing import MULTIPART, SSE, SSE_SINGLE, Framing, retry_field
+from switchboard.streams.requests import (
+    TOKEN_HEADER,
+    GraphQLParams,
+    headers_of,
+    negotiate,
+    params_of,
+    query_params,
+    read_body,
+)
+from switchboard.streams.stream import HttpStream
+from switchboard.ws.api import GraphQLApi
+from switchboard.ws.asgi_types import Receive, Scope, Send, client_address
+from switchboard.ws.endpoint import WebSocketEndpoint
+from switchboard.ws.opening import open_session
+from switchboard.ws.protocol import coded
+
+log = logging.getLogger(__name__)
+
+RESERVATION_TTL = 30.0
+"""Seconds a reservation (PUT) waits for its stream before it is forgotten."""
+RETRY_MS = 3000
+"""The SSE `retry` given with a refusal that may pass: how long EventSource waits to reconnect."""
+
+
+@dataclass(slots=True)
+class Reservation:
+    """A single-connection reservation: its user, and its stream once that is open."""
+
+    token: str
+    user: User | None
+    owner: str
+    made_at: float = field(default_factory=time.monotonic)
+    stream: HttpStream | None = None
+
+
+class StreamEndpoint:
+    """Serves the streaming requests of /graphql; holds the open streams and reservations."""
+
+    def __init__(self, services: Services, api: GraphQLApi, websockets: WebSocketEndpoint) -> None:
+        self.services = services
+        self.api = api
+        self.websockets = websockets  # its renderer, documents, queues and budgets are shared
+        self.streams: set[HttpStream] = set()
+        self.reservations: dict[str, Reservation] = {}
+        self.owners: Counter[str] = Counter()  # streams and reservations per user (or @address)
+        self.refused = 0
+        self._sweeper: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._drained = asyncio.Event()  # set when the last stream ends
+
+    # -- routing -----------------------------------------------------------------------------
+
+    @staticmethod
+    def takes(scope: Scope) -> bool:
+        """Whether a /graphql HTTP request is a streaming one (else Quart serves it)."""
+        method = scope["method"]
+        if method in ("PUT", "DELETE"):
+            return True
+        if method not in ("GET", "POST"):
+            return False
+        headers = headers_of(scope)
+        if TOKEN_HEADER in headers or "token" in query_params(scope):
+            return True
+        return negotiate(headers.get("accept")) != "json"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = headers_of(scope)
+        query = query_params(scope)
+        token = headers.get(TOKEN_HEADER) or query.get("token")
+        method = scope["method"]
+        try:
+            if method == "PUT":
+                await self._reserve(scope, headers, send)
+            elif method == "DELETE":
+                await self._delete(token, query, send)
+            elif token is not None and method == "POST":
+                await self._reserved_operation(token, scope, receive, send)
+            elif token is not None:
+                await self._reserved_stream(token, scope, receive, send)
+            else:
+                await self._distinct(scope, headers, query, receive, send)
+        except SwitchboardError as exc:
+            await _json(send, _status_of(exc), {"errors": [coded(str(exc), exc.code)]})
+
+    # -- graphql-sse distinct connections, and multipart ---------------------------------------
+
+    async def _distinct(
+        self, scope: Scope, headers: dict[str, str], query: dict[str, str], receive: Receive, send: Send
+    ) -> None:
+        framing = MULTIPART if negotiate(headers.get("accept")) == "multipart" else SSE
+        body = b""
+        if scope["method"] == "POST":
+            body = await read_body(receive, self.services.settings.max_request_bytes)
+        try:
+            params = params_of(scope["method"], query, body)
+            last_event_id = None
+            if framing is SSE and headers.get("last-event-id"):
+                last_event_id = parse_last_event_id(
+                    headers["last-event-id"], self.services.settings.max_groups
+                )
+        except SwitchboardError as exc:
+            await self._refuse(send, framing, exc)
+            return
+        known, user = await self._authenticate(scope, send, framing)
+        if not known:
+            return
+        stream = await self._open(scope, send, framing, user, distinct=True, last_event_id=last_event_id)
+        if stream is None:
+            return
+        try:
+            await self._run(stream, "", params)
+            await stream.serve(receive)
+        finally:
+            self._close(stream)
+
+    async def _run(self, stream: HttpStream, op_id: str, params: GraphQLParams) -> None:
+        _, operations = self.services.buckets_of(stream.context.user, stream.address)
+        if not operations.take():
+            stream.refuse(op_id, [coded("too many operations: slow down", "RATE_LIMITED")])
+            return
+        if len(stream.ops) >= self.services.settings.max_subscriptions:
+            stream.refuse(op_id, [coded("too many operations in flight on this stream", "RATE_LIMITED")])
+            return
+        await stream.start(op_id, params.query, params.variables, params.operation_name)
+
+    # -- graphql-sse single connection mode --------------------------------------------------
+
+    async def _reserve(self, scope: Scope, headers: dict[str, str], send: Send) -> None:
+        known, user = await self._authenticate(scope, send, None)
+        if not known:
+            return
+        owner = _owner(user, scope)
+        refusal = self._refusal(owner)
+        if refusal is not None:
+            raise refusal
+        self._expire_reservations()
+        token = secrets.token_urlsafe(24)
+        self.reservations[token] = Reservation(token, user, owner)
+        self.owners[owner] += 1
+        await _answer(send, 201, [(b"content-type", b"text/plain; charset=utf-8")], token.encode())
+
+    def _reservation(self, token: str | None) -> Reservation:
+        reservation = self.reservations.get(token or "")
+        if reservation is None:
+            raise NotFound("no stream reserved with that token: make a new reservation (PUT)")
+        return reservation
+
+    async def _reserved_stream(self, token: str, scope: Scope, receive: Receive, send: Send) -> None:
+        reservation = self._reservation(token)
+        if reservation.stream is not None:
+            await _json(
+                send, 409, {"errors": [coded("the reservation's stream is already open", "CONFLICT")]}
+            )
+            return
+        stream = await self._open(scope, send, SSE_SINGLE, reservation.user, distinct=False, owned=True)
+        if stream is None:
+            return
+        reservation.stream = stream
+        try:
+            await stream.serve(receive)
+        finally:
+            self.reservations.pop(token, None)
+            self._close(stream)
+
+    async def _reserved_operation(self, token: str, scope: Scope, receive: Receive, send: Send) -> None:
+        reservation = self._reservation(token)
+        body = await read_body(receive, self.services.settings.max_request_bytes)
+        params = params_of("POST", {}, body)
+        op_id = params.extensions.get("operationId")
+        if not isinstance(op_id, str) or not op_id or len(op_id) > 128:
+            raise BadUserInput("extensions.operationId must be a string of 1 to 128 characters")
+        stream = reservation.stream
+        if stream is None:
+            raise NotFound("the reservation's stream is not open: open it (GET) first")
+        if op_id in stream.ops:
+            await _json(send, 409, {"errors": [coded("an operation with that id is running", "CONFLICT")]})
+            return
+        await self._run(stream, op_id, params)
+        await _answer(send, 202, [], b"")
+
+    async def _delete(self, token: str | None, query: dict[str, str], send: Send) -> None:
+        reservation = self._reservation(token)
+        op_id = query.get("operationId")
+        if not op_id:
+            raise BadUserInput("operationId is missing")
+        if reservation.stream is not None:
+            await reservation.stream.stop(op_id)
+        await _answer(send, 200, [], b"")
+
+    # -- streams -----------------------------------------------------------------------------
+
+    async def _authenticate(
+        self, scope: Scope, send: Send, framing: Framing | None
+    ) -> tuple[bool, User | None]:
+        """(True, the caller), or (False, None) once it has been refused (the answer is sent)."""
+        handshake = Handshake.from_asgi(scope.get("headers"), None, client_address(scope), "http")
+        try:
+            user = await self.services.authenticator.authenticate(handshake)
+            if user is None and not self.services.settings.allow_anonymous:
+                raise Unauthenticated("authentication required: a bearer token, or the app's session")
+        except SwitchboardError as exc:
+            if framing is None:
+                await _json(send, _status_of(exc), {"errors": [coded(str(exc), exc.code)]})
+            else:
+                await self._refuse(send, framing, exc)
+            return False, None
+        return True, user
+
+    def _refusal(self, owner: str, *, owned: int = 0) -> SwitchboardError | None:
+        settings = self.services.settings
+        if self._stopping:
+            return Unavailable("server shutting down: try again")
+        if len(self.streams) + len(self.reservations) - owned >= settings.max_streams:
+            return Unavailable("server is at its stream limit: try again later")
+        if self.owners[owner] - owned >= settings.max_streams_per_user:
+            return RateLimited(f"at most {settings.max_streams_per_user} streams per user")
+        return None
+
+    async def _open(
+        self,
+        scope: Scope,
+        send: Send,
+        framing: Framing,
+        user: User | None,
+        *,
+        distinct: bool,
+        last_event_id: dict[str, str] | None = None,
+        owned: bool = False,
+    ) -> HttpStream | None:
+        """A stream with its session, its response started; None if refused (answered)."""
+        owner = _owner(user, scope)
+        refusal = self._refusal(owner, owned=1 if owned else 0)
+        if refusal is not None:
+            self.refused += 1
+            await self._refuse(send, framing, refusal)
+            return None
+        stream = HttpStream(self, scope, send, framing, user, distinct=distinct, last_event_id=last_event_id)
+        try:
+            stream.session = await open_session(self.services, user, _closer(stream), lambda: True)
+        except SwitchboardError as exc:
+            await self._refuse(send, framing, exc)
+            return None
+        stream.context.session = stream.session
+        stream.context.bucket, _ = self.services.buckets_of(user, stream.address)
+        self.streams.add(stream)
+        if not owned:
+            self.owners[owner] += 1
+        headers = [
+            (b"content-type", framing.content_type),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),  # nginx: pass each event on at once
+            (b"x-switchboard-session", stream.session.id.encode()),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        if framing.start:
+            await send({"type": "http.response.body", "body": framing.start, "more_body": True})
+        return stream
+
+    def _close(self, stream: HttpStream) -> None:
+        if stream in self.streams:
+            self.streams.discard(stream)
+            owner = stream.owner
+            self.owners[owner] -= 1
+            if self.owners[owner] <= 0:
+                del self.owners[owner]
+            if not self.streams:
+                self._drained.set()
+
+    async def _refuse(self, send: Send, framing: Framing, exc: SwitchboardError) -> None:
+        """Answer a stream that will not run: over SSE a `next` with the error then `complete`,
+        or, for a refusal that may pass (limits, unavailable), a `retry` hint and the end (the
+        client reconnects); a JSON body for multipart."""
+        errors = [coded(str(exc), exc.code)]
+        passing = isinstance(exc, RateLimited | Unavailable)
+        if framing.multipart:  # as a query's refusal: 200 and errors, unless it may pass
+            await _json(send, _status_of(exc) if passing else 200, {"errors": errors})
+            return
+        body = (retry_field(RETRY_MS) if passing else "") + framing.result(
+            "", orjson.dumps({"errors": errors}).decode()
+        )
+        if not passing:
+            body += framing.complete("")
+        headers = [(b"content-type", framing.content_type), (b"cache-control", b"no-cache")]
+        await _answer(send, 200, headers, body.encode())
+
+    def _expire_reservations(self) -> None:
+        now = time.monotonic()
+        for token, reservation in list(self.reservations.items()):
+            if reservation.stream is None and now - reservation.made_at > RESERVATION_TTL:
+                del self.reservations[token]
+                self.owners[reservation.owner] -= 1
+                if self.owners[reservation.owner] <= 0:
+                    del self.owners[reservation.owner]
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="switchboard-streams")
+
+    async def stop(self, grace: float = 3.0) -> None:
+        """End every stream (SSE clients reconnect, to another server, and resume)."""
+        self._stopping = True
+        for stream in list(self.streams):
+            stream.end("server shutting down")
+        if self.streams:
+            self._drained.clear()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), grace)
+        for stream in list(self.streams):
+            stream.abort()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    async def _sweep(self) -> None:
+        settings = self.services.settings
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            self._expire_reservations()
+            for stream in list(self.streams):
+                try:
+                    stream.check(now, settings.stream_keepalive, 2 * settings.ping_interval)
+                except Exception:
+                    log.exception("liveness check failed for stream of session %s", stream.session_id)
+
+
+def _owner(user: User | None, scope: Scope) -> str:
+    return user.id if user is not None else f"@{client_address(scope)}"
+
+
+def _closer(stream: HttpStream) -> Any:
+    async def close(code: int, reason: str) -> None:
+        stream.end(reason)
+
+    return close
+
+
+def _status_of(exc: SwitchboardError) -> int:
+    if isinstance(exc, RateLimited):
+        return 429
+    if isinstance(exc, Unavailable):
+        return 503
+    if isinstance(exc, NotFound):
+        return 404
+    if exc.code == "PAYLOAD_TOO_LARGE":
+        return 413
+    return 400
+
+
+async def _answer(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _json(send: Send, status: int, body: dict[str, Any]) -> None:
+    await _answer(send, status, [(b"content-type", b"application/json")], orjson.dumps(body))
