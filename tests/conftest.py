@@ -10,6 +10,7 @@ import pytest
 
 from switchboard.security.auth import mint_token
 from tests.support.processes import TEST_SECRET, RedisClusterNodes, RedisServer, ServerProcess
+from tests.support.stock import stock_clients  # noqa: F401 (a fixture for every module)
 
 
 @pytest.fixture(scope="session")

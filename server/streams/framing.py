@@ -60,7 +60,9 @@ class Framing:
         return "".join(f": {line}\n" for line in text.splitlines()) + "\n"
 
 
-SSE = Framing(SSE_CONTENT_TYPE, keepalive=b":\n\n", end=b"")
+RECONNECT_MS = 1000
+"""How long EventSource waits before reconnecting a stream that ended (browsers default to ~3 s)."""
+SSE = Framing(SSE_CONTENT_TYPE, keepalive=b":\n\n", end=b"", start=f"retry: {RECONNECT_MS}\n\n".encode())
 SSE_SINGLE = Framing(SSE_CONTENT_TYPE, keepalive=b":\n\n", end=b"", single=True)
 MULTIPART = Framing(
     MULTIPART_CONTENT_TYPE,

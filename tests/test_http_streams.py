@@ -1,0 +1,364 @@
+"""Subscriptions over plain HTTP against live servers: stock clients (graphql-sse in both modes,
+Apollo Client 4's HttpLink with multipart, urql with fetchSubscriptions, pinned in
+client_examples/stock) and the raw protocol (SSE ids and Last-Event-ID, limits, keepalives,
+leaving groups), each stream a session like a WebSocket connection."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from switchboard.publish import send_to_group_sync
+from tests.conftest import token, unique
+from tests.support.processes import ServerProcess
+from tests.support.stock import STOCK, StockClient
+
+WAIT = 20.0
+EVENTS = """subscription Events($groups: [String!], $notes: [ID!]) {
+  events(groups: $groups, notes: $notes) {
+    __typename
+    ... on NotifyEvent { group message cursor }
+    ... on ResumeEvent { group recovered reason cursor }
+  }
+}"""
+SSE = {"accept": "text/event-stream", "content-type": "application/json"}
+
+
+@pytest.fixture
+def publishing(redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], None]:
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("SWITCHBOARD_PREFIX", prefix)
+    monkeypatch.delenv("SWITCHBOARD_HISTORY_SIZE", raising=False)
+
+    def publish(group: str, message: str) -> None:
+        send_to_group_sync(group, "notify", message=message)
+
+    return publish
+
+
+@pytest.fixture
+def server(redis_servers: tuple[ServerProcess, ServerProcess]) -> ServerProcess:
+    return redis_servers[0]
+
+
+@pytest.fixture
+async def start_client(stock_clients: str) -> AsyncIterator[Callable[..., Any]]:
+    started: list[StockClient] = []
+
+    async def start(kind: str, server: ServerProcess, user: str, **env: str) -> StockClient:
+        full = {
+            **os.environ,
+            "SWITCHBOARD_URL": server.http_url,
+            "SWITCHBOARD_TOKEN": token(user),
+            "KIND": kind,
+            **env,
+        }
+        proc = await asyncio.create_subprocess_exec(
+            stock_clients, "http_streams.mjs", cwd=STOCK, env=full, stdout=asyncio.subprocess.PIPE
+        )
+        client = StockClient(proc)
+        started.append(client)
+        return client
+
+    yield start
+    for client in started:
+        await client.stop()
+
+
+def notify_in(group: str, message: str | None = None) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: (
+        e.get("__typename") == "NotifyEvent"
+        and e.get("group") == group
+        and (message is None or e.get("message") == message)
+    )
+
+
+async def until_joined(client: StockClient, group: str, publish: Callable[[str, str], None]) -> None:
+    """Publish probes to `group` until the client shows one: it is subscribed and in the group."""
+    for attempt in range(60):
+        await asyncio.to_thread(publish, group, f"probe-{attempt}")
+        try:
+            await client.until(lambda e: notify_in(group)(e) and e["message"].startswith("probe-"), 0.5)
+            return
+        except TimeoutError:
+            continue
+    raise AssertionError(f"the client never received events of {group}: {client.seen[-5:]}")
+
+
+def messages(client: StockClient, group: str) -> list[str]:
+    return [
+        e["message"] for e in client.seen if notify_in(group)(e) and not e["message"].startswith("probe-")
+    ]
+
+
+@pytest.mark.parametrize("kind", ["sse", "sse-single", "apollo", "urql"])
+async def test_a_stock_http_client_gets_its_groups_and_notes(
+    kind: str, server: ServerProcess, start_client: Callable[..., Any], publishing: Callable[[str, str], None]
+) -> None:
+    user, note, opened = unique("u"), unique("n"), unique("o")
+    extra = {"OPEN_NOTE": opened} if kind == "sse-single" else {}
+    client = await start_client(kind, server, user, NOTES=note, **extra)
+    await until_joined(client, f"note_{note}", publishing)
+    await until_joined(client, f"user_{user}", publishing)
+    if kind == "sse-single":  # openNote sent over the reservation runs on the stream's session
+        await until_joined(client, f"note_{opened}", publishing)
+    for group in (f"note_{note}", f"user_{user}"):
+        for message in ("one", "two", "three"):
+            await asyncio.to_thread(publishing, group, message)
+        await client.until(notify_in(group, "three"), WAIT)
+        assert messages(client, group) == ["one", "two", "three"]  # each once, in order
+
+
+@pytest.mark.parametrize("kind", ["sse", "sse-single", "apollo", "urql"])
+async def test_a_stock_http_client_is_told_why_a_subscription_is_refused(
+    kind: str, server: ServerProcess, start_client: Callable[..., Any]
+) -> None:
+    query = 'subscription { events(groups: ["not a group"]) { __typename } }'
+    client = await start_client(kind, server, unique("u"), QUERY=query)
+    refused = await client.until(lambda e: "error" in e, WAIT)
+    assert refused["code"] == "BAD_USER_INPUT", refused
+    assert "group name" in refused["error"]
+
+
+# -- the raw protocol --------------------------------------------------------------------------
+
+
+class SseReader:
+    """An SSE response read event by event (httpx streaming)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self._lines = response.aiter_lines()
+        self.comments: list[str] = []
+        self.retry: int | None = None
+
+    async def next_event(self, timeout: float = WAIT) -> dict[str, Any]:  # noqa: ASYNC109
+        """The next event as {"event", "id", "data" (parsed)}."""
+        event: dict[str, Any] = {}
+        async with asyncio.timeout(timeout):
+            async for line in self._lines:
+                if not line:
+                    if "event" in event:
+                        data = event.get("data", "")
+                        event["data"] = orjson.loads(data) if data else None
+                        return event
+                    continue
+                field, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                if not field:
+                    self.comments.append(value)
+                elif field == "retry":
+                    self.retry = int(value)
+                else:
+                    event[field] = value
+        raise AssertionError(f"the stream ended; comments: {self.comments}")
+
+    async def next_notify(self, timeout: float = WAIT) -> dict[str, Any]:  # noqa: ASYNC109
+        while True:
+            event = await self.next_event(timeout)
+            data = event["data"] or {}
+            if (data.get("data") or {}).get("events", {}).get("__typename") != "PresenceEvent":
+                return event
+
+
+async def open_sse(
+    client: httpx.AsyncClient,
+    server: ServerProcess,
+    user: str,
+    variables: dict[str, Any],
+    last_event_id: str | None = None,
+) -> tuple[httpx.Response, SseReader]:
+    headers = {**SSE, "authorization": f"Bearer {token(user)}"}
+    if last_event_id is not None:
+        headers["last-event-id"] = last_event_id
+    request = client.build_request(
+        "POST", server.http_url, headers=headers, json={"query": EVENTS, "variables": variables}
+    )
+    response = await client.send(request, stream=True)
+    assert response.status_code == 200, await response.aread()
+    assert response.headers["content-type"].startswith("text/event-stream")
+    return response, SseReader(response)
+
+
+def event_of(event: dict[str, Any]) -> dict[str, Any]:
+    return dict(event["data"]["data"]["events"])
+
+
+async def test_last_event_id_resumes_every_missed_event_once(
+    server: ServerProcess, publishing: Callable[[str, str], None]
+) -> None:
+    user = unique("u")
+    group = f"user_{user}"
+    async with httpx.AsyncClient(timeout=WAIT) as client:
+        response, reader = await open_sse(client, server, user, {"groups": [group]})
+        assert reader.retry is None  # read with the first event
+        await asyncio.to_thread(publishing, group, "before")
+        first = await reader.next_notify()
+        assert reader.retry == 1000  # EventSource reconnects within a second
+        assert event_of(first)["message"] == "before"
+        assert first["id"] == f"{group}={event_of(first)['cursor']}"
+        await response.aclose()
+
+        for message in ("during-1", "during-2"):
+            await asyncio.to_thread(publishing, group, message)
+        response, reader = await open_sse(client, server, user, {"groups": [group]}, first["id"])
+        resumed = event_of(await reader.next_notify())
+        assert resumed["__typename"] == "ResumeEvent" and resumed["recovered"] is True, resumed
+        missed = [await reader.next_notify() for _ in range(2)]
+        assert [event_of(e)["message"] for e in missed] == ["during-1", "during-2"]
+        # Each replayed event's id is its own position: a break after during-1 resumes at during-2.
+        assert [e["id"] for e in missed] == [f"{group}={event_of(e)['cursor']}" for e in missed]
+        await asyncio.to_thread(publishing, group, "after")
+        assert event_of(await reader.next_notify())["message"] == "after"
+        await response.aclose()
+
+
+async def test_a_stale_or_foreign_last_event_id_is_answered_not_guessed(server: ServerProcess) -> None:
+    user = unique("u")
+    group = f"user_{user}"
+    async with httpx.AsyncClient(timeout=WAIT) as client:
+        response, reader = await open_sse(client, server, user, {"groups": [group]}, f"{group}=0badepoch0:3")
+        resumed = event_of(await reader.next_notify())
+        assert resumed["recovered"] is False and resumed["reason"], resumed
+        await response.aclose()
+
+        response, reader = await open_sse(client, server, user, {"groups": [group]}, "whatever")
+        refused = await reader.next_event()
+        assert refused["event"] == "next"
+        assert refused["data"]["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+        assert (await reader.next_event())["event"] == "complete"
+        await response.aclose()
+
+
+async def presence_sessions(client: httpx.AsyncClient, server: ServerProcess, user: str, group: str) -> int:
+    query = "query($g: String!) { presence(group: $g) { sessions } }"
+    answer = await client.post(
+        server.http_url,
+        json={"query": query, "variables": {"g": group}},
+        headers={"authorization": f"Bearer {token(user)}"},
+    )
+    return int(answer.json()["data"]["presence"]["sessions"])
+
+
+async def test_a_stream_is_a_session_that_leaves_its_groups_when_it_ends(
+    server: ServerProcess, publishing: Callable[[str, str], None]
+) -> None:
+    user, note, opened = unique("u"), unique("n"), unique("o")
+    async with httpx.AsyncClient(timeout=WAIT) as client:
+        response, reader = await open_sse(client, server, user, {"notes": [note]})
+        session = response.headers["x-switchboard-session"]
+        # openNote over plain HTTP names the stream's session, as for a WebSocket's.
+        answer = await client.post(
+            server.http_url,
+            json={"query": f'mutation {{ openNote(noteId: "{opened}", sessionId: "{session}") {{ id }} }}'},
+            headers={"authorization": f"Bearer {token(user)}"},
+        )
+        assert answer.json()["data"]["openNote"]["id"] == session, answer.text
+        for group in (f"note_{note}", f"note_{opened}"):
+            await asyncio.to_thread(publishing, group, "hello")
+            got = event_of(await reader.next_notify())
+            assert (got["group"], got["message"]) == (group, "hello")
+            assert await presence_sessions(client, server, user, group) == 1
+        await response.aclose()
+        for _ in range(100):  # the stream's end is seen, and every group left, within 10 s
+            left = [await presence_sessions(client, server, user, f"note_{n}") for n in (note, opened)]
+            if left == [0, 0]:
+                break
+            await asyncio.sleep(0.1)
+        assert left == [0, 0]
+
+
+async def test_a_query_over_sse_is_one_result_then_complete(server: ServerProcess) -> None:
+    user = unique("u")
+    async with httpx.AsyncClient(timeout=WAIT) as client:
+        headers = {**SSE, "authorization": f"Bearer {token(user)}"}
+        answer = await client.post(server.http_url, headers=headers, json={"query": "{ me { id } }"})
+        reader = SseReader(answer)
+        result = await reader.next_event()
+        assert result["data"] == {"data": {"me": {"id": user}}}
+        assert (await reader.next_event())["event"] == "complete"
+
+
+async def test_single_connection_mode_refuses_what_it_cannot_match(server: ServerProcess) -> None:
+    async with httpx.AsyncClient(timeout=WAIT) as client:
+        headers = {"x-graphql-event-stream-token": "nope", "content-type": "application/json"}
+        answer = await client.post(
+            server.http_url,
+            headers=headers,
+            json={"query": "{ me { id } }", "extensions": {"operationId": "1"}},
+        )
+        assert answer.status_code == 404
+        assert answer.json()["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+        token_ = (await client.put(server.http_url)).text
+        answer = await client.post(
+            server.http_url,
+            headers={**headers, "x-graphql-event-stream-token": token_},
+            json={"query": "{ me { id } }"},
+        )
+        assert answer.status_code == 400
+        assert answer.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+@pytest.fixture
+def limited(redis_url: str, prefix: str) -> Iterator[ServerProcess]:
+    server = ServerProcess(
+        {
+            "REDIS_URL": redis_url,
+            "SWITCHBOARD_PREFIX": prefix,
+            "SWITCHBOARD_MAX_STREAMS_PER_USER": "2",
+            "SWITCHBOARD_STREAM_KEEPALIVE": "1",
+        }
+    ).start()
+    yield server
+    server.stop()
+
+
+async def test_streams_per_user_are_limited_and_idle_streams_keep_alive(
+    limited: ServerProcess, publishing: Callable[[str, str], None]
+) -> None:
+    user, bystander = unique("u"), unique("b")
+    async with httpx.AsyncClient(timeout=WAIT) as client:
+        mine = [await open_sse(client, limited, user, {"groups": [f"user_{user}"]}) for _ in range(2)]
+        theirs, reader = await open_sse(client, limited, bystander, {"groups": [f"user_{bystander}"]})
+        third = await client.post(
+            limited.http_url,
+            headers={**SSE, "authorization": f"Bearer {token(user)}"},
+            json={"query": EVENTS, "variables": {}},
+        )
+        assert third.status_code == 200  # EventSource fails for good on an error status
+        assert "retry: 3000" in third.text
+        assert '"code":"RATE_LIMITED"' in third.text
+        assert "event: complete" not in third.text  # ended without completing: clients retry
+
+        await asyncio.sleep(2.5)  # idle: keepalive comments, every second here
+        await asyncio.to_thread(publishing, f"user_{bystander}", "still here")
+        assert event_of(await reader.next_notify())["message"] == "still here"
+        assert reader.comments.count("") >= 1, reader.comments
+
+        request = client.build_request(
+            "POST",
+            limited.http_url,
+            headers={
+                "accept": "multipart/mixed;subscriptionSpec=1.0",
+                "authorization": f"Bearer {token(bystander)}",
+            },
+            json={"query": EVENTS, "variables": {"groups": [f"user_{bystander}"]}},
+        )
+        multipart = await client.send(request, stream=True)
+        assert multipart.headers["content-type"].startswith("multipart/mixed")
+        received = b""
+        async with asyncio.timeout(5):
+            async for chunk in multipart.aiter_bytes():
+                received += chunk
+                if b"\r\n\r\n{}\r\n--graphql" in received:  # Apollo's heartbeat part
+                    break
+        await multipart.aclose()
+        for response, _ in mine:
+            await response.aclose()
+        await theirs.aclose()
