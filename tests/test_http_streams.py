@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -16,8 +17,10 @@ import pytest
 
 from switchboard.publish import send_to_group_sync
 from tests.conftest import token, unique
-from tests.support.processes import ServerProcess
+from tests.support.client import WsClient
+from tests.support.processes import ServerProcess, run_python
 from tests.support.stock import STOCK, StockClient
+from tests.test_budgets import rss as rss_of
 
 WAIT = 20.0
 EVENTS = """subscription Events($groups: [String!], $notes: [ID!]) {
@@ -362,3 +365,83 @@ async def test_streams_per_user_are_limited_and_idle_streams_keep_alive(
         for response, _ in mine:
             await response.aclose()
         await theirs.aclose()
+
+
+def stalled_sse(port: int, note: str, user: str) -> socket.socket:
+    """An SSE stream of `note` whose reader takes the response head, then stops reading (a small
+    receive buffer, so the server feels the push-back)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+    sock.settimeout(WAIT)
+    sock.connect(("127.0.0.1", port))
+    query = "subscription($n: [ID!]) { events(notes: $n) { ... on DataEvent { payload } } }"
+    body = orjson.dumps({"query": query, "variables": {"n": [note]}})
+    head = (
+        f"POST /graphql HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: text/event-stream\r\n"
+        f"authorization: Bearer {token(user)}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + body)
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += sock.recv(1024)
+    assert received.startswith(b"HTTP/1.1 200"), received
+    return sock
+
+
+def drain(sock: socket.socket) -> bytes:
+    """Everything left, until the server ends the response (the chunked body's last chunk)."""
+    received = b""
+    while not received.endswith(b"0\r\n\r\n"):
+        data = sock.recv(1 << 16)
+        if not data:
+            break
+        received += data
+    return received
+
+
+async def test_a_stream_whose_reader_stalls_is_ended_and_costs_only_its_byte_budget(
+    redis_url: str, prefix: str
+) -> None:
+    """Ten SSE readers stop reading while 200 events of 29 KB go to their note: each stream is
+    ended once its queue holds SWITCHBOARD_QUEUE_BYTES, its last words a comment saying why
+    (EventSource then reconnects and resumes); the server grows by a few MB; a WebSocket
+    bystander in the same note gets every event."""
+    server = ServerProcess({"REDIS_URL": redis_url, "SWITCHBOARD_PREFIX": prefix}).start()
+    note = unique("n")
+    stalled: list[socket.socket] = []
+    try:
+        async with WsClient(server.ws_url, token(unique("b"))) as bystander:
+            await bystander.execute("mutation($n: ID!) { openNote(noteId: $n) { id } }", n=note)
+            events = await bystander.events([f"note_{note}"])
+            for _ in range(10):
+                stalled.append(await asyncio.to_thread(stalled_sse, server.port, note, unique("s")))
+            await asyncio.sleep(0.5)
+            before = rss_of(server)
+            count = 200
+            publishing = asyncio.create_task(
+                asyncio.to_thread(
+                    run_python,
+                    "import time\n"
+                    "from switchboard.publish import send_to_group_sync as s\n"
+                    f"for i in range({count}):\n"
+                    f"    s('note_{note}', 'data', payload={{'i': i, 'pad': 'x' * 29000}})\n"
+                    "    time.sleep(0.005)",
+                    {**server.env},
+                )
+            )
+            got: list[int] = []
+            while len(got) < count:
+                event = (await events.next(10))["events"]
+                if event["__typename"] == "DataEvent":
+                    got.append(event["payload"]["i"])
+            await publishing
+            assert got == list(range(count))
+            growth = rss_of(server) - before
+            ends = await asyncio.gather(*(asyncio.to_thread(drain, s) for s in stalled))
+        assert all(b": closed: slow consumer" in end[-2000:] for end in ends), [e[-300:] for e in ends]
+        assert growth < 48 << 20, f"RSS grew {growth / 1e6:.0f} MB"
+    finally:
+        for sock in stalled:
+            sock.close()
+        server.stop()

@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from switchboard import close_codes
 from switchboard.exceptions import (
     BadUserInput,
     NotFound,
@@ -283,6 +284,7 @@ class StreamEndpoint:
         stream.context.session = stream.session
         stream.context.bucket, _ = self.services.buckets_of(user, stream.address)
         self.streams.add(stream)
+        self.websockets.others.add(stream)
         if not owned:
             self.owners[owner] += 1
         headers = [
@@ -297,6 +299,7 @@ class StreamEndpoint:
         return stream
 
     def _close(self, stream: HttpStream) -> None:
+        self.websockets.others.discard(stream)
         if stream in self.streams:
             self.streams.discard(stream)
             owner = stream.owner
@@ -374,7 +377,10 @@ def _owner(user: User | None, scope: Scope) -> str:
 
 def _closer(stream: HttpStream) -> Any:
     async def close(code: int, reason: str) -> None:
-        stream.end(reason)
+        if code == close_codes.SLOW_CONSUMER:
+            stream.overflowed()  # what is queued is dropped: the client resumes from its last id
+        else:
+            stream.end(reason)
 
     return close
 

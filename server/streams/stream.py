@@ -160,6 +160,10 @@ class HttpStream:
     def overflowed(self) -> None:
         self.writer.close(0, OVERFLOWED)
 
+    def shed(self) -> None:
+        """Ended to free the process's queue memory (the client reconnects and resumes)."""
+        self.writer.close(0, "slow consumer: the server's queue memory is full; reconnect to resume")
+
     async def _shutdown(self) -> None:
         ops, self.ops = self.ops, {}
         for op_id, op in ops.items():

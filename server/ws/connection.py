@@ -161,6 +161,10 @@ class Connection:
         self.state = State.CLOSING
         self.writer.close(code, reason, flush=flush)
 
+    def shed(self) -> None:
+        """Closed to free the process's queue memory (the slowest readers go first)."""
+        self.close(close_codes.SLOW_CONSUMER, "slow consumer: the server's queue memory is full")
+
     def abort(self) -> None:
         """End the connection now, without waiting for the peer (dead or not reading)."""
         self._aborted = True

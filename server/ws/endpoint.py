@@ -7,6 +7,7 @@ import logging
 import time
 from collections import Counter
 from contextlib import suppress
+from typing import Protocol
 
 from switchboard import close_codes
 from switchboard.observability.stats import STATS
@@ -18,11 +19,21 @@ from switchboard.ws.asgi_types import Receive, Scope, Send, client_address
 from switchboard.ws.connection import Connection
 from switchboard.ws.protocol import SUBPROTOCOLS
 from switchboard.ws.render import DocumentCache, Renderer
-from switchboard.ws.writer import FlushBatch, QueueMemory, SendBudget
+from switchboard.ws.writer import FlushBatch, FrameWriter, QueueMemory, SendBudget
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 3.0
+
+
+class Sheddable(Protocol):
+    """Something whose writer counts in the process's queue memory, and which can be shed."""
+
+    @property
+    def writer(self) -> FrameWriter: ...
+    @property
+    def session_id(self) -> str: ...
+    def shed(self) -> None: ...
 
 
 class WebSocketEndpoint:
@@ -42,6 +53,8 @@ class WebSocketEndpoint:
         self.queue_memory = QueueMemory(settings.queue_bytes_total, self._shed)
         self.send_budget = SendBudget(settings.send_bytes_total)
         self.connections: set[Connection] = set()
+        # Others sharing the queue memory account (HTTP streams), shed with the sockets.
+        self.others: set[Sheddable] = set()
         self.origins = OriginPolicy(
             settings.allowed_origins, allow_any=settings.dev and not settings.allowed_origins
         )
@@ -97,20 +110,22 @@ class WebSocketEndpoint:
 
     def _shed(self) -> None:
         """The process's queues hold more than SWITCHBOARD_QUEUE_BYTES_TOTAL: close the sockets
-        with the most queued (the slowest readers) with 4008 until they hold under 90% of it."""
+        (and HTTP streams, which share the account) with the most queued, the slowest readers,
+        with 4008 until they hold under 90% of it."""
         memory = self.queue_memory
         target = memory.limit * 0.9
-        for connection in sorted(self.connections, key=lambda c: c.writer.queued_bytes, reverse=True):
-            if memory.total <= target or connection.writer.queued_bytes == 0:
+        carriers: list[Sheddable] = [*self.connections, *self.others]
+        for carrier in sorted(carriers, key=lambda c: c.writer.queued_bytes, reverse=True):
+            if memory.total <= target or carrier.writer.queued_bytes == 0:
                 break
             STATS.overflows += 1
             log.warning(
                 "session %s: %d bytes queued while the process holds %d; closing the slowest",
-                connection.session_id,
-                connection.writer.queued_bytes,
+                carrier.session_id,
+                carrier.writer.queued_bytes,
                 memory.total,
             )
-            connection.close(close_codes.SLOW_CONSUMER, "slow consumer: the server's queue memory is full")
+            carrier.shed()
 
     def _refusal(self, scope: Scope) -> str | None:
         """Why a new socket is turned away (1013), or None."""
