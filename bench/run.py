@@ -50,11 +50,15 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
 
     def url(self) -> str:
-        path = "/ws/notify/" if self.mode == "channels" else ("/graphql" if self.mode == "graphql" else "/")
+        path = (
+            "/ws/notify/"
+            if self.mode == "channels"
+            else ("/graphql" if self.mode in ("graphql", "sse") else "/")
+        )
         return f"ws://127.0.0.1:{self.port}{path}"
 
     def command(self) -> list[str]:
-        if self.name in ("switchboard", "switchboard-deflate"):
+        if self.name in ("switchboard", "switchboard-deflate", "switchboard-sse"):
             return [MAIN_PY, "-m", "switchboard", "serve", "--port", str(self.port)]
         if self.name == "switchboard-uvicorn":
             return [MAIN_PY, "-m", "switchboard", "serve", "--port", str(self.port), "--server", "uvicorn"]
@@ -89,6 +93,9 @@ class Server:
             "SWITCHBOARD_QUEUE_SIZE": "4096",
             "SWITCHBOARD_LOG_LEVEL": "WARNING",
             "SWITCHBOARD_MAX_CONNECTIONS": "19000",
+            # Every benchmark client comes from 127.0.0.1: one address opening 1000 SSE streams
+            # (browsers would come from as many addresses).
+            "SWITCHBOARD_HTTP_BURST": "100000",
             "CHANNEL_LAYER": "pubsub" if self.name == "channels-pubsub" else "redis",
             "PYTHONPATH": str(ROOT),
             "SWITCHBOARD_WS_COMPRESSION": "1" if self.name == "switchboard-deflate" else "0",
@@ -133,6 +140,7 @@ SERVERS = {
     "floor": lambda: Server("floor", "floor", "floor", MAIN_PY),
     "switchboard": lambda: Server("switchboard", "graphql", "switchboard", MAIN_PY),
     "switchboard-deflate": lambda: Server("switchboard-deflate", "graphql", "switchboard", MAIN_PY),
+    "switchboard-sse": lambda: Server("switchboard-sse", "sse", "switchboard", MAIN_PY),
     "switchboard-uvicorn": lambda: Server("switchboard-uvicorn", "graphql", "switchboard", MAIN_PY),
     "channels-pubsub": lambda: Server("channels-pubsub", "channels", "channels", REF_PY),
     "channels-redis": lambda: Server("channels-redis", "channels", "channels", REF_PY),
@@ -149,7 +157,7 @@ def run_one(server: Server, n: int, rate: float, events: int, workload: str) -> 
     rss_before = server.rss_kb()
     tokens = (
         ",".join(mint_token(DEVELOPMENT_SECRET, f"{i}") for i in range(100))
-        if server.mode == "graphql"
+        if server.mode in ("graphql", "sse")
         else ""
     )
     loadgen = subprocess.Popen(
@@ -272,6 +280,10 @@ def plan(smoke: bool, sizes: list[int], workloads: set[str]) -> list[tuple[str, 
     if "W3" in workloads:
         # Idle subscribed sessions (RSS before the events), then after 200 events.
         runs += [("W3 memory", s, 2000, 10, 200) for s in servers]
+    if "SSE" in workloads:
+        # Subscriptions over HTTP: 1000 SSE streams beside the same over WebSocket, 40k deliveries/s
+        # asked (below the load generator's own saturation on two cores, where the client lags).
+        runs += [("SSE streams", s, 1000, 40, 400) for s in ("switchboard-sse", "switchboard")]
     if "W4" in workloads:
         runs += [
             ("W4 scale", s, 10_000, 2, 10)
@@ -286,7 +298,7 @@ def main() -> int:
     )
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--sizes", default="100,1000", help="session counts of the W1 sweep")
-    parser.add_argument("--workloads", default="W1,W2,W3,W4")
+    parser.add_argument("--workloads", default="W1,W2,W3,W4,SSE")
     parser.add_argument(
         "--merge", action="store_true", help="replace these workloads in the existing results"
     )
@@ -333,7 +345,7 @@ def main() -> int:
         done = {(r["workload"], r["server"], r["n"]) for r in results}
         earlier = json.loads((out / f"{stem}.json").read_text())["runs"]
         results = [r for r in earlier if (r["workload"], r["server"], r["n"]) not in done] + results
-        order = ["W1 saturation", "W2 moderate", "W2 noisy neighbour", "W3 memory", "W4 scale"]
+        order = ["W1 saturation", "W2 moderate", "W2 noisy neighbour", "W3 memory", "W4 scale", "SSE streams"]
         names = list(SERVERS)
         results.sort(
             key=lambda r: (

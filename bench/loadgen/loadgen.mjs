@@ -1,7 +1,7 @@
 // Load generator: N WebSocket sessions against one server, speaking its protocol, measuring for
 // every delivered event the time from publish (the "t" the publisher put in it) to receipt.
 //
-// node loadgen.mjs --url ws://127.0.0.1:8000/graphql --mode graphql|channels|floor --n 1000
+// node loadgen.mjs --url ws://127.0.0.1:8000/graphql --mode graphql|channels|floor|sse --n 1000
 //   --events M [--token-prefix ...] [--idle 10] [--deflate on|off]
 // Every socket offers permessage-deflate exactly as Chromium does ("permessage-deflate;
 // client_max_window_bits", the `ws` default), unless --deflate off. It counts the bytes each
@@ -10,6 +10,7 @@
 // probe (seq -1), then one JSON line of results when every session has M events or the stream
 // has been idle for --idle seconds.
 import WebSocket from "ws";
+import http from "node:http";
 import { parseArgs } from "node:util";
 import { performance } from "node:perf_hooks";
 
@@ -66,7 +67,63 @@ function checkReady() {
   if (!announced && connected === N && probed >= alive) { announced = true; bytesAtReady = bytesRead(); console.log("READY"); }
 }
 
+// --mode sse: each session is a GraphQL-over-SSE stream (POST, Accept: text/event-stream), as
+// EventSource or graphql-sse opens it; each `data:` line is one event.
+const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
+function openSse(i) {
+  return new Promise((resolve) => {
+    const s = { i, seen: new Uint8Array(M), count: 0, probed: false, done: false, code: null };
+    sessions.push(s);
+    const token = tokens.length ? tokens[i % tokens.length] : "";
+    const body = JSON.stringify({ query: "subscription { data { payload } }" });
+    const request = http.request(a.url.replace(/^ws/, "http"), {
+      method: "POST",
+      agent,
+      headers: {
+        accept: "text/event-stream",
+        "content-type": "application/json",
+        "content-length": Buffer.byteLength(body),
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+      },
+    });
+    let ready = false;
+    const done = () => { if (!ready) { ready = true; connected += 1; resolve(); } };
+    request.on("response", (response) => {
+      if (response.statusCode !== 200) {
+        s.error = `HTTP ${response.statusCode}`;
+        if (!ready) { ready = true; s.failed = true; connected += 1; resolve(); }
+        response.resume();
+        return;
+      }
+      s.socket = response.socket;
+      s.answer = null; // HTTP streams negotiate no WebSocket extension
+      let buffer = "";
+      response.setEncoding("utf8");
+      response.on("data", (chunk) => {
+        buffer += chunk;
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const at = block.indexOf("data: ");
+          if (at >= 0) onEvent(s, block.slice(at + 6));
+        }
+      });
+      response.on("end", () => { s.code = "ended"; closed += 1; if (!s.done) { s.done = true; maybeFinish(); } checkReady(); });
+      // Subscribed once the stream is open (the server subscribes before answering).
+      setTimeout(done, 0);
+    });
+    request.on("error", (error) => {
+      s.error = String(error.message || error);
+      if (!ready) { ready = true; s.failed = true; connected += 1; resolve(); }
+    });
+    s.ws = { terminate: () => request.destroy() };
+    request.end(body);
+  });
+}
+
 function open(i) {
+  if (a.mode === "sse") return openSse(i);
   return new Promise((resolve) => {
     const s = { i, seen: new Uint8Array(M), count: 0, probed: false, done: false, code: null };
     sessions.push(s);

@@ -20,41 +20,51 @@ _PROBE = "-:999999999999999999"  # an epoch no history has: answers with the cur
 
 
 class EventIds:
-    """A stream's position per group, advanced by every event it sends."""
+    """A stream's position per group, advanced by every event it sends (per stream per event:
+    kept cheap, positions as (epoch, offset), the other groups' text cached)."""
 
-    __slots__ = ("_encoded", "_positions")
+    __slots__ = ("_positions", "_rest")
 
     def __init__(self, positions: dict[str, str]) -> None:
-        self._positions = positions
-        self._encoded: dict[str, str] = {}  # own group -> id, until a position changes
+        self._positions: dict[str, tuple[str, int] | None] = {
+            group: _split(cursor) for group, cursor in positions.items()
+        }
+        self._rest: dict[str, str] = {}  # group -> " other=cursor ..." while those stand still
 
     def advance(self, message: Envelope) -> str | None:
         """The id of `message` for this stream (None for events outside every history)."""
         group = message.group
-        cursor = message.cursor
+        epoch, offset = message.epoch, message.offset
         if message.type == RESUME:
             # Recovered: the replayed events that follow advance the position one by one. Not
             # recovered: the client refetches, and the stream stands where the group is now.
-            cursor = None if message.fields.get("recovered") else message.fields.get("cursor")
-        if isinstance(cursor, str) and self._positions.get(group) != cursor and self._newer(group, cursor):
-            self._positions[group] = cursor
-            self._encoded.clear()
-        if group not in self._positions:
+            cursor = message.fields.get("cursor")
+            at = None if message.fields.get("recovered") or not isinstance(cursor, str) else _split(cursor)
+            epoch, offset = at if at is not None else (None, None)
+        positions = self._positions
+        if epoch is not None and offset is not None:
+            held = positions.get(group)
+            if held is None or held[0] != epoch or offset > held[1]:
+                positions[group] = (epoch, offset)
+                mine = self._rest.get(group)
+                self._rest = {} if mine is None else {group: mine}  # the others' text changed
+        if group not in positions:
             return None
-        found = self._encoded.get(group)
-        if found is None:
-            rest = " ".join(f"{g}={c}" for g, c in self._positions.items() if g != group)
-            found = f"{group}={self._positions[group]}" + (f" {rest}" if rest else "")
-            self._encoded[group] = found
-        return found
+        rest = self._rest.get(group)
+        if rest is None:
+            rest = self._rest[group] = "".join(f" {g}={_text(p)}" for g, p in positions.items() if g != group)
+        return f"{group}={_text(positions[group])}{rest}"
 
-    def _newer(self, group: str, cursor: str) -> bool:
-        held = self._positions.get(group)
-        if held is None or held == NO_HISTORY:
-            return True
-        epoch, offset = cursor.rpartition(":")[::2]
-        held_epoch, held_offset = held.rpartition(":")[::2]
-        return epoch != held_epoch or int(offset) > int(held_offset)
+
+def _split(cursor: str) -> tuple[str, int] | None:
+    if cursor == NO_HISTORY:
+        return None
+    epoch, _, offset = cursor.rpartition(":")
+    return epoch, int(offset)
+
+
+def _text(position: tuple[str, int] | None) -> str:
+    return NO_HISTORY if position is None else f"{position[0]}:{position[1]}"
 
 
 def parse_last_event_id(text: str, limit: int) -> dict[str, str]:
