@@ -256,6 +256,9 @@ async def test_a_stream_is_a_session_that_leaves_its_groups_when_it_ends(
     async with httpx.AsyncClient(timeout=WAIT) as client:
         response, reader = await open_sse(client, server, user, {"notes": [note]})
         session = response.headers["x-switchboard-session"]
+        metrics = (await client.get(f"{server.base_url}/metrics")).text
+        gauge = next(line for line in metrics.splitlines() if line.startswith("switchboard_http_streams "))
+        assert float(gauge.split()[1]) >= 1
         # openNote over plain HTTP names the stream's session, as for a WebSocket's.
         answer = await client.post(
             server.http_url,

@@ -105,7 +105,7 @@ def create_app(settings: Settings | None = None, schema: Any = None) -> Switchbo
     )
 
     share = WorkerShare(settings.metrics_dir) if settings.metrics_dir else None
-    collector = SwitchboardCollector(services, websockets.connections, share)
+    collector = SwitchboardCollector(services, websockets.connections, share, streams.streams)
     registry = make_registry(collector)
     loop_lag = LoopLag()
 

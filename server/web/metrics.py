@@ -26,6 +26,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 GAUGES = {
     "switchboard_connections": "Open WebSocket connections.",
+    "switchboard_http_streams": "Open subscription streams over HTTP (SSE, multipart).",
     "switchboard_sessions": "Live sessions.",
     "switchboard_groups_subscribed": "Redis subscriptions held for groups (one per group per process).",
     "switchboard_asyncio_tasks": "asyncio tasks alive.",
@@ -64,7 +65,7 @@ COUNTERS = {
 }
 
 
-def local_snapshot(services: Services, connections: Sized, pid: int = 0) -> Snapshot:
+def local_snapshot(services: Services, connections: Sized, pid: int = 0, streams: Sized = ()) -> Snapshot:
     """This process's figures now."""
     subscribed = getattr(services.layer, "subscribed_groups", None)
     try:
@@ -77,6 +78,7 @@ def local_snapshot(services: Services, connections: Sized, pid: int = 0) -> Snap
         alive=True,
         gauges={
             "switchboard_connections": len(connections),
+            "switchboard_http_streams": len(streams),
             "switchboard_sessions": len(services.sessions),
             "switchboard_groups_subscribed": len(subscribed()) if subscribed is not None else 0,
             "switchboard_asyncio_tasks": len(tasks),
@@ -167,14 +169,17 @@ def _buckets(bounds: tuple[float, ...], counts: list[list[int]]) -> list[tuple[s
 
 
 class SwitchboardCollector(Collector):
-    def __init__(self, services: Services, connections: Sized, share: WorkerShare | None = None) -> None:
+    def __init__(
+        self, services: Services, connections: Sized, share: WorkerShare | None = None, streams: Sized = ()
+    ) -> None:
         self._services = services
         self._connections = connections
+        self._streams = streams
         self._share = share
 
     def snapshot(self) -> Snapshot:
         pid = self._share.pid if self._share is not None else 0
-        return local_snapshot(self._services, self._connections, pid)
+        return local_snapshot(self._services, self._connections, pid, self._streams)
 
     def collect(self) -> Iterator[Metric]:
         own = self.snapshot()
