@@ -448,3 +448,62 @@ async def test_a_stream_whose_reader_stalls_is_ended_and_costs_only_its_byte_bud
         for sock in stalled:
             sock.close()
         server.stop()
+
+
+async def renders(client: httpx.AsyncClient, server: ServerProcess) -> float:
+    metrics = (await client.get(f"{server.base_url}/metrics")).text
+    return float(
+        next(x for x in metrics.splitlines() if x.startswith("switchboard_event_renders_total ")).split()[1]
+    )
+
+
+async def test_every_transport_shares_one_rendering_per_event(
+    server: ServerProcess, publishing: Callable[[str, str], None]
+) -> None:
+    """Two SSE streams, a multipart stream and a WebSocket subscription with one document: each
+    event is rendered once for all four (no per-stream execution)."""
+    note = unique("n")
+    group = f"note_{note}"
+    variables = {"groups": [group], "notes": [note]}
+    async with httpx.AsyncClient(timeout=WAIT) as client, WsClient(server.ws_url, token(unique("w"))) as ws:
+        streams = [await open_sse(client, server, unique("s"), variables) for _ in range(2)]
+        request = client.build_request(
+            "POST",
+            server.http_url,
+            headers={
+                "accept": "multipart/mixed;subscriptionSpec=1.0",
+                "authorization": f"Bearer {token(unique('m'))}",
+            },
+            json={"query": EVENTS, "variables": variables},
+        )
+        multipart = await client.send(request, stream=True)
+        chunks = multipart.aiter_bytes()
+        subscription = await ws.subscribe(EVENTS, **variables)
+
+        async def everyone_gets(message: str) -> None:
+            for _, reader in streams:
+                while event_of(await reader.next_notify()).get("message") != message:
+                    pass
+            seen = b""
+            async with asyncio.timeout(WAIT):
+                while f'"message":"{message}"'.encode() not in seen:
+                    seen += await anext(chunks)
+            while (await subscription.next())["events"].get("message") != message:
+                pass
+
+        for attempt in range(50):  # until all four are in the note
+            await asyncio.to_thread(publishing, group, f"probe-{attempt}")
+            try:
+                async with asyncio.timeout(0.5):
+                    await everyone_gets(f"probe-{attempt}")
+                break
+            except TimeoutError:
+                continue
+        before = await renders(client, server)
+        for message in ("one", "two", "three"):
+            await asyncio.to_thread(publishing, group, message)
+        await everyone_gets("three")
+        assert await renders(client, server) - before == 3
+        await multipart.aclose()
+        for response, _ in streams:
+            await response.aclose()

@@ -28,6 +28,7 @@ class Stats:
     # permessage-deflate (ws/deflate.py): messages compressed, sends that reused a compression,
     # bytes before and after, client messages refused for inflating past the limit (1009).
     ws_compressions: int = 0
+    renders: int = 0  # executions of a subscription's selection set for an event (shared by subscribers)
     ws_compression_reused: int = 0
     ws_bytes_before_compression: int = 0
     ws_bytes_after_compression: int = 0

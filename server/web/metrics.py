@@ -55,6 +55,10 @@ COUNTERS = {
     "switchboard_redis_gaps_lost": ("Groups told recovered: false after a lost Redis connection.", ""),
     "switchboard_errors": ("Errors returned to clients, by code.", "code"),
     "switchboard_ws_compressions": ("Messages compressed (once per distinct frame).", ""),
+    "switchboard_event_renders": (
+        "Events rendered (once per distinct subscription document, shared by every transport).",
+        "",
+    ),
     "switchboard_ws_compression_reused": ("Compressed sends that reused another socket's compression.", ""),
     "switchboard_ws_compression_input_bytes": ("Bytes of the messages compressed.", ""),
     "switchboard_ws_compression_output_bytes": ("Bytes those messages compressed to.", ""),
@@ -96,6 +100,7 @@ def local_snapshot(services: Services, connections: Sized, pid: int = 0, streams
             "switchboard_redis_gaps_lost": {"": STATS.redis_gaps_lost},
             "switchboard_errors": dict(STATS.errors),
             "switchboard_ws_compressions": {"": STATS.ws_compressions},
+            "switchboard_event_renders": {"": STATS.renders},
             "switchboard_ws_compression_reused": {"": STATS.ws_compression_reused},
             "switchboard_ws_compression_input_bytes": {"": STATS.ws_bytes_before_compression},
             "switchboard_ws_compression_output_bytes": {"": STATS.ws_bytes_after_compression},

@@ -93,7 +93,11 @@ def plan(
     # however short, and the key lives as long as the subscription.
     document, used = prepared.for_rendering(name, schema)
     rendering = {k: v for k, v in variables.items() if k in used}
-    key = (prepared.query, name, orjson.dumps(rendering, option=orjson.OPT_SORT_KEYS).decode())
+    key = (
+        prepared.rendering_text(name, schema),
+        name,
+        orjson.dumps(rendering, option=orjson.OPT_SORT_KEYS).decode(),
+    )
     since = [(_field(s, "group"), _field(s, "cursor")) for s in (args.get("since") or ())]
     notes = [str(note) for note in dict.fromkeys(args.get("notes") or ())]
     if len(since) > max_groups or len(notes) > max_groups:

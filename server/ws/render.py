@@ -32,12 +32,14 @@ from graphql import (
     get_operation_ast,
     is_non_null_type,
     parse,
+    print_ast,
     specified_rules,
     validate,
     visit,
 )
 
 from switchboard.messages.envelope import Envelope
+from switchboard.observability.stats import STATS
 from switchboard.offload import OFF_LOOP_LENGTH, off_loop
 from switchboard.ws.api import GraphQLApi
 
@@ -55,6 +57,7 @@ class Prepared:
     document: DocumentNode
     errors: tuple[GraphQLError, ...] = ()
     _renders: dict[str | None, tuple[DocumentNode, frozenset[str]]] = field(default_factory=dict)
+    _printed: dict[str | None, str] = field(default_factory=dict)
 
     def operation(self, name: str | None) -> OperationDefinitionNode | None:
         return get_operation_ast(self.document, name)
@@ -70,6 +73,15 @@ class Prepared:
         found = self._renders.get(name)
         if found is None:
             found = self._renders[name] = _render_document(self.document, name, schema)
+        return found
+
+    def rendering_text(self, name: str | None, schema: GraphQLSchema) -> str:
+        """The rendering document, printed: subscribers whose texts differ only in layout (a
+        client that prints documents its own way) or in the arguments that choose events share
+        one rendering per event."""
+        found = self._printed.get(name)
+        if found is None:
+            found = self._printed[name] = print_ast(self.for_rendering(name, schema)[0])
         return found
 
 
@@ -256,6 +268,7 @@ class Renderer:
         if entry.root is None:
             return None
         self.executions += 1
+        STATS.renders += 1
         result = execute(
             self._schema,
             document,
