@@ -301,6 +301,9 @@ async def test_single_connection_mode_refuses_what_it_cannot_match(server: Serve
         )
         assert answer.status_code == 404
         assert answer.json()["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+        # A page's own ?token= (GraphiQL's) is no reservation: the page is served as before.
+        page = await client.get(f"{server.http_url}?token=abc", headers={"accept": "text/html,*/*;q=0.8"})
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         token_ = (await client.put(server.http_url)).text
         answer = await client.post(
             server.http_url,

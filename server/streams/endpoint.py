@@ -2,7 +2,7 @@
 single connection mode with reservations) and Apollo's multipart subscriptions.
 
 Which requests are ours (`takes`): PUT and DELETE (reservations, stopping an operation), any
-request carrying a reservation token, and requests whose Accept header prefers
+request with an X-GraphQL-Event-Stream-Token header, and requests whose Accept header prefers
 `text/event-stream` or `multipart/mixed`. Everything else is Quart's (queries and mutations).
 
 Refusals (docs/http-streams.md): a bad request or a refused operation is a `next` carrying
@@ -100,15 +100,16 @@ class StreamEndpoint:
         if method not in ("GET", "POST"):
             return False
         headers = headers_of(scope)
-        if TOKEN_HEADER in headers or "token" in query_params(scope):
-            return True
-        return negotiate(headers.get("accept")) != "json"
+        return TOKEN_HEADER in headers or negotiate(headers.get("accept")) != "json"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = headers_of(scope)
         query = query_params(scope)
-        token = headers.get(TOKEN_HEADER) or query.get("token")
         method = scope["method"]
+        # The reservation token: the header, or `?token=` for EventSource, which sends no headers
+        # (a page's own `?token=`, GraphiQL's, is no reservation: that request is not ours).
+        in_query = method == "DELETE" or negotiate(headers.get("accept")) == "sse"
+        token = headers.get(TOKEN_HEADER) or (query.get("token") if in_query else None)
         try:
             if method == "PUT":
                 await self._reserve(scope, headers, send)
