@@ -13,6 +13,7 @@ from strawberry.extensions import SchemaExtension
 
 from switchboard.compat.strawberry_schema import graphql_schema_of
 from switchboard.offload import OFF_LOOP_LENGTH, off_loop
+from switchboard.token_limit import check_token_limit
 
 _cached_parse = lru_cache(maxsize=512)(parse)
 
@@ -24,6 +25,7 @@ class ParseBesideTheLoop(SchemaExtension):
         context = self.execution_context
         query, options = context.query or "", context.parse_options
         if context.graphql_document is None and query:
+            check_token_limit(query, options.get("max_tokens"))  # refused before any parse
             if len(query) > OFF_LOOP_LENGTH:
                 context.graphql_document = await off_loop(parse, query, **options)
             else:

@@ -14,6 +14,7 @@ from graphql import GraphQLError, OperationType, get_operation_ast, parse
 from strawberry.types import ExecutionResult
 
 from switchboard.offload import OFF_LOOP_LENGTH, off_loop
+from switchboard.token_limit import check_token_limit
 
 SUBSCRIPTION_OVER_HTTP = (
     "subscriptions over HTTP need Accept: text/event-stream (GraphQL over SSE) or multipart/mixed"
@@ -32,6 +33,10 @@ async def is_subscription(
     (nothing parsed); a long one is parsed beside the event loop."""
     if query is None or "subscription" not in query:
         return False
+    try:
+        check_token_limit(query, max_tokens)
+    except GraphQLError:
+        return False  # let Strawberry report the error
     if len(query) > CACHED_QUERY_LENGTH:
         return await off_loop(_is_subscription, query, operation_name, max_tokens)
     return _cached(query, operation_name, max_tokens)

@@ -17,14 +17,16 @@ class TokenBucket:
         self._tokens = float(burst)
         self._stamp = time.monotonic()
 
-    def take(self) -> bool:
-        """Spend one token; False when the bucket is empty."""
+    def take(self, cost: float = 1.0) -> bool:
+        """Spend `cost` tokens; False when the bucket holds fewer (a cost above the burst is
+        charged as the whole burst, so a large request is slow, never impossible)."""
         now = time.monotonic()
         self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
         self._stamp = now
-        if self._tokens < 1.0:
+        cost = min(cost, self._burst)
+        if self._tokens < cost:
             return False
-        self._tokens -= 1.0
+        self._tokens -= cost
         return True
 
 

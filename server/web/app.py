@@ -28,6 +28,9 @@ from switchboard.ws.endpoint import WebSocketEndpoint
 log = logging.getLogger(__name__)
 
 GRAPHQL_PATH = "/graphql"
+REQUEST_COST_BYTES = 4096
+"""A request to /graphql costs one token of the address's HTTP budget, and one more per this many
+bytes of body or query string."""
 TOO_MANY_HEADERS = [(b"content-type", b"application/json"), (b"retry-after", b"1")]
 TOO_MANY_BODY = orjson.dumps(
     {
@@ -72,7 +75,21 @@ class Switchboard:
             await self._http(scope, receive, send)
 
     def _admit(self, scope: Scope) -> bool:
-        return self._requests.get(str(client_address(scope))).take()
+        """Whether the address's budget holds this request. It is counted in bytes as well as in
+        requests: one request, plus one per REQUEST_COST_BYTES it sends (by Content-Length, or
+        the largest body allowed when it sends none), so that large documents, which cost their
+        parse, come at a proportionally slower rate."""
+        return self._requests.get(str(client_address(scope))).take(self._cost(scope))
+
+    def _cost(self, scope: Scope) -> float:
+        size = len(scope.get("query_string", b""))
+        if scope["method"] in ("POST", "PUT"):
+            length = next((v for k, v in scope.get("headers", ()) if k.lower() == b"content-length"), None)
+            try:
+                size += int(length) if length is not None else self.services.settings.max_request_bytes
+            except ValueError:
+                size += self.services.settings.max_request_bytes
+        return 1.0 + size / REQUEST_COST_BYTES
 
 
 async def _answer(send: Send, answer: Answer) -> None:

@@ -41,6 +41,7 @@ from graphql import (
 from switchboard.messages.envelope import Envelope
 from switchboard.observability.stats import STATS
 from switchboard.offload import OFF_LOOP_LENGTH, off_loop
+from switchboard.token_limit import check_token_limit
 from switchboard.ws.api import GraphQLApi
 
 log = logging.getLogger(__name__)
@@ -161,6 +162,10 @@ class DocumentCache:
         if found is not None:
             self._items.move_to_end(query)
             return found
+        try:
+            check_token_limit(query, self._max_tokens)
+        except GraphQLError as exc:
+            return Prepared(query, DocumentNode(definitions=()), (exc,))  # not kept: not parsed
         if len(query) > OFF_LOOP_LENGTH:
             prepared = await off_loop(self._prepare, query)
         else:
