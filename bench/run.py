@@ -58,7 +58,7 @@ class Server:
         return f"ws://127.0.0.1:{self.port}{path}"
 
     def command(self) -> list[str]:
-        if self.name in ("switchboard", "switchboard-deflate", "switchboard-sse"):
+        if self.name in ("switchboard", "switchboard-deflate", "switchboard-window", "switchboard-sse"):
             return [MAIN_PY, "-m", "switchboard", "serve", "--port", str(self.port)]
         if self.name == "switchboard-uvicorn":
             return [MAIN_PY, "-m", "switchboard", "serve", "--port", str(self.port), "--server", "uvicorn"]
@@ -98,7 +98,9 @@ class Server:
             "SWITCHBOARD_HTTP_BURST": "100000",
             "CHANNEL_LAYER": "pubsub" if self.name == "channels-pubsub" else "redis",
             "PYTHONPATH": str(ROOT),
-            "SWITCHBOARD_WS_COMPRESSION": "1" if self.name == "switchboard-deflate" else "0",
+            "SWITCHBOARD_WS_COMPRESSION": {"switchboard-deflate": "1", "switchboard-window": "window"}.get(
+                self.name, "0"
+            ),
         }
         self.proc = subprocess.Popen(
             self.command(), cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -140,6 +142,7 @@ SERVERS = {
     "floor": lambda: Server("floor", "floor", "floor", MAIN_PY),
     "switchboard": lambda: Server("switchboard", "graphql", "switchboard", MAIN_PY),
     "switchboard-deflate": lambda: Server("switchboard-deflate", "graphql", "switchboard", MAIN_PY),
+    "switchboard-window": lambda: Server("switchboard-window", "graphql", "switchboard", MAIN_PY),
     "switchboard-sse": lambda: Server("switchboard-sse", "sse", "switchboard", MAIN_PY),
     "switchboard-uvicorn": lambda: Server("switchboard-uvicorn", "graphql", "switchboard", MAIN_PY),
     "channels-pubsub": lambda: Server("channels-pubsub", "channels", "channels", REF_PY),
@@ -264,6 +267,7 @@ def plan(smoke: bool, sizes: list[int], workloads: set[str]) -> list[tuple[str, 
         "floor",
         "switchboard",
         "switchboard-deflate",
+        "switchboard-window",
         "switchboard-uvicorn",
         "channels-pubsub",
         "channels-redis",
@@ -287,7 +291,7 @@ def plan(smoke: bool, sizes: list[int], workloads: set[str]) -> list[tuple[str, 
     if "W4" in workloads:
         runs += [
             ("W4 scale", s, 10_000, 2, 10)
-            for s in ("switchboard", "switchboard-deflate", "switchboard-uvicorn")
+            for s in ("switchboard", "switchboard-deflate", "switchboard-window", "switchboard-uvicorn")
         ]
     return runs
 

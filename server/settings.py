@@ -67,6 +67,10 @@ class Settings:
     http_rate: float = 100.0  # HTTP requests to /graphql per second per address
     http_burst: int = 500
     ws_compression: bool = False
+    # With compression on, "shared" (1): no context takeover, each frame compressed once for all its
+    # subscribers; "window": a small compression context per socket (2 KiB window, < 10 KB),
+    # for about a quarter of the bytes of "shared" on small events.
+    ws_compression_mode: Literal["shared", "window"] = "shared"
     ws_compression_min_bytes: int = 128
     # The app's own authentication and permissions (security/hooks.py, security/policy.py).
     auth_hook: str | None = None  # import path of hook(handshake) -> User | None
@@ -130,6 +134,15 @@ class Settings:
         client_publish = env.get("SWITCHBOARD_CLIENT_PUBLISH", "none").strip().lower() or "none"
         if client_publish not in ("none", "notes"):
             raise ConfigurationError("SWITCHBOARD_CLIENT_PUBLISH must be 'none' or 'notes'")
+        compression = env.get("SWITCHBOARD_WS_COMPRESSION", "").strip().lower() or "0"
+        if compression in ("1", "true", "yes", "on", "shared"):
+            compression = "shared"
+        elif compression in ("false", "no", "off"):
+            compression = "0"
+        if compression not in ("0", "shared", "window"):
+            raise ConfigurationError(
+                f"SWITCHBOARD_WS_COMPRESSION must be 0, 1 (shared) or window, not {compression!r}"
+            )
         return cls(
             mode="prod" if mode == "prod" else "dev",
             secret=secret or DEVELOPMENT_SECRET,
@@ -171,7 +184,8 @@ class Settings:
             http_rate=_positive_float(env, "SWITCHBOARD_HTTP_RATE", 100.0),
             http_burst=_positive_int(env, "SWITCHBOARD_HTTP_BURST", 500),
             max_token_ttl=_positive_int(env, "SWITCHBOARD_MAX_TOKEN_TTL", DEFAULT_MAX_TOKEN_TTL),
-            ws_compression=_flag(env, "SWITCHBOARD_WS_COMPRESSION", default=False),
+            ws_compression=compression != "0",
+            ws_compression_mode="window" if compression == "window" else "shared",
             ws_compression_min_bytes=_whole(env, "SWITCHBOARD_WS_COMPRESSION_MIN_BYTES", 128),
             auth_hook=auth_hook,
             connect_url=connect_url,

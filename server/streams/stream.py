@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from contextlib import aclosing, suppress
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -27,7 +27,7 @@ from switchboard.streams.event_ids import EventIds, current_cursor, resume_point
 from switchboard.streams.framing import Framing
 from switchboard.streams.writer import StreamWriter
 from switchboard.ws.asgi_types import Scope, Send, client_address
-from switchboard.ws.operations import Execute, Multiplexed, Stream, plan
+from switchboard.ws.operations import Execute, Multiplexed, Stream, plan, run_unmultiplexed
 from switchboard.ws.protocol import coded
 from switchboard.ws.render import Renderer
 from switchboard.ws.resume import catch_up
@@ -210,10 +210,8 @@ class HttpStream:
         )
         if isinstance(planned, list):
             self.refuse(op_id, planned)
-        elif isinstance(planned, Execute):
-            self._spawn(op_id, self._execute(op_id, query, variables, name))
-        elif isinstance(planned, Stream):
-            self._spawn(op_id, self._stream(op_id, query, variables, name))
+        elif isinstance(planned, Execute | Stream):
+            self._spawn(op_id, self._run(op_id, planned, query, variables, name))
         else:
             self._subscribe(op_id, planned, name)
 
@@ -321,30 +319,19 @@ class HttpStream:
         task = asyncio.get_running_loop().create_task(run(), name="switchboard-stream-op")
         self.ops[op_id] = task
 
-    async def _execute(self, op_id: str, query: str, variables: dict[str, Any], name: str | None) -> None:
-        result = await self.endpoint.api.execute(
-            query, variable_values=variables, context_value=self.context, operation_name=name
-        )
-        self._send_result(op_id, result)
-        self._complete(op_id)
+    async def _run(
+        self, op_id: str, planned: Execute | Stream, query: str, variables: dict[str, Any], name: str | None
+    ) -> None:
+        def emit(payload: dict[str, Any]) -> None:
+            self._send(op_id, orjson.dumps(payload).decode())
 
-    async def _stream(self, op_id: str, query: str, variables: dict[str, Any], name: str | None) -> None:
-        source = await self.endpoint.api.subscribe(
-            query, variable_values=variables, context_value=self.context, operation_name=name
+        errors = await run_unmultiplexed(
+            self.endpoint.api, planned, self.context, query, variables, name, emit
         )
-        if not hasattr(source, "__aiter__"):
-            self.refuse(op_id, [e.formatted for e in (source.errors or [])])
-            return
-        async with aclosing(source):
-            async for result in source:
-                self._send_result(op_id, result)
-        self._complete(op_id)
-
-    def _send_result(self, op_id: str, result: Any) -> None:
-        payload: dict[str, Any] = {"data": result.data}
-        if result.errors:
-            payload["errors"] = [e.formatted for e in result.errors]
-        self._send(op_id, orjson.dumps(payload).decode())
+        if errors is not None:
+            self.refuse(op_id, errors)
+        else:
+            self._complete(op_id)
 
     def _send(self, op_id: str, payload: str) -> None:
         if not self.writer.offer(self.writer.framing.result(op_id, payload)):

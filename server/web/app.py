@@ -76,20 +76,22 @@ class Switchboard:
 
     def _admit(self, scope: Scope) -> bool:
         """Whether the address's budget holds this request. It is counted in bytes as well as in
-        requests: one request, plus one per REQUEST_COST_BYTES it sends (by Content-Length, or
-        the largest body allowed when it sends none), so that large documents, which cost their
-        parse, come at a proportionally slower rate."""
+        requests: one request, plus one per whole REQUEST_COST_BYTES it sends (by Content-Length,
+        or the largest body allowed when it sends none), so that large documents, which cost
+        their parse, come at a proportionally slower rate."""
         return self._requests.get(str(client_address(scope))).take(self._cost(scope))
 
     def _cost(self, scope: Scope) -> float:
+        limit = self.services.settings.max_request_bytes
         size = len(scope.get("query_string", b""))
         if scope["method"] in ("POST", "PUT"):
             length = next((v for k, v in scope.get("headers", ()) if k.lower() == b"content-length"), None)
             try:
-                size += int(length) if length is not None else self.services.settings.max_request_bytes
+                size += int(length) if length is not None else limit
             except ValueError:
-                size += self.services.settings.max_request_bytes
-        return 1.0 + size / REQUEST_COST_BYTES
+                size += limit
+        # A body over the limit is refused (413) unread: it costs no more than the largest allowed.
+        return 1.0 + min(size, limit) // REQUEST_COST_BYTES
 
 
 async def _answer(send: Send, answer: Answer) -> None:

@@ -11,7 +11,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import aclosing, suppress
+from contextlib import suppress
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -25,7 +26,7 @@ from switchboard.security.ratelimit import TokenBucket
 from switchboard.sessions.session import Session
 from switchboard.ws.asgi_types import Receive, Scope, Send, client_address
 from switchboard.ws.opening import open_session
-from switchboard.ws.operations import Execute, Multiplexed, Stream, plan
+from switchboard.ws.operations import Execute, Multiplexed, Stream, plan, run_unmultiplexed
 from switchboard.ws.protocol import LEGACY_WS, MAX_OPERATION_ID, State, coded
 from switchboard.ws.render import Renderer
 from switchboard.ws.resume import catch_up, resume_cursors
@@ -412,10 +413,8 @@ class Connection:
         )
         if isinstance(planned, list):
             self._send_error(op_id, planned)
-        elif isinstance(planned, Execute):
-            self._spawn(op_id, self._execute(op_id, query, variables, name))
-        elif isinstance(planned, Stream):
-            self._spawn(op_id, self._stream(op_id, query, variables, name))
+        elif isinstance(planned, Execute | Stream):
+            self._spawn(op_id, self._run(op_id, planned, query, variables, name))
         else:
             await self._subscribe(op_id, planned, name)
 
@@ -487,26 +486,24 @@ class Connection:
         task = asyncio.get_running_loop().create_task(run(), name=f"switchboard-op-{op_id[:16]}")
         self.ops[op_id] = task
 
-    async def _execute(self, op_id: str, query: str, variables: dict[str, Any], name: str | None) -> None:
-        """A query or mutation: one result, then complete."""
-        result = await self.endpoint.api.execute(
-            query, variable_values=variables, context_value=self.context, operation_name=name
+    async def _run(
+        self, op_id: str, planned: Execute | Stream, query: str, variables: dict[str, Any], name: str | None
+    ) -> None:
+        """A query or mutation (one result), or a subscription field the endpoint does not
+        multiplex (Strawberry runs it per subscriber); then complete."""
+        errors = await run_unmultiplexed(
+            self.endpoint.api,
+            planned,
+            self.context,
+            query,
+            variables,
+            name,
+            partial(self._send_payload, op_id),
         )
-        self._send_result(op_id, result)
-        self._send_complete(op_id)
-
-    async def _stream(self, op_id: str, query: str, variables: dict[str, Any], name: str | None) -> None:
-        """A subscription field the endpoint does not multiplex: Strawberry runs it per subscriber."""
-        source = await self.endpoint.api.subscribe(
-            query, variable_values=variables, context_value=self.context, operation_name=name
-        )
-        if not hasattr(source, "__aiter__"):
-            self._send_error(op_id, [e.formatted for e in (source.errors or [])])
-            return
-        async with aclosing(source):
-            async for result in source:
-                self._send_result(op_id, result)
-        self._send_complete(op_id)
+        if errors is not None:
+            self._send_error(op_id, errors)
+        else:
+            self._send_complete(op_id)
 
     async def _on_complete(self, message: dict[str, Any]) -> None:
         op_id = message.get("id")
@@ -532,10 +529,7 @@ class Connection:
         else:
             op.cancel()
 
-    def _send_result(self, op_id: str, result: Any) -> None:
-        payload: dict[str, Any] = {"data": result.data}
-        if result.errors:
-            payload["errors"] = [e.formatted for e in result.errors]
+    def _send_payload(self, op_id: str, payload: dict[str, Any]) -> None:
         kind = "data" if self.legacy else "next"
         self._send({"id": op_id, "type": kind, "payload": payload})
 

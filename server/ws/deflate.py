@@ -199,10 +199,58 @@ class SharedDeflate(Extension):
         return (RsvBits(True, rsv.rsv2, rsv.rsv3), self._compressor.compress(bytes(data), self._window_bits))
 
 
+WINDOW_BITS = 11  # a 2 KiB window: zlib reaches back 262 bytes less (1786), the frame before
+MEM_LEVEL = 1  # with the window, under 10 KB of zlib state per socket (15 bits, level 8: ~87 KB)
+
+
+class WindowDeflate(SharedDeflate):
+    """permessage-deflate keeping a small compression context per socket (SWITCHBOARD_WS_COMPRESSION
+    =window): each frame refers back to the frames before it within a 2 KiB window, so the
+    envelope and field names every event repeats cost a few bytes. The client keeps no context
+    for us (client_no_context_takeover: inbound is inflated as in SharedDeflate). A deflate stream
+    made with a smaller window is read by any inflater, so the window need not be announced."""
+
+    def __init__(self, compressor: SharedCompressor, min_bytes: int, max_message_bytes: int) -> None:
+        super().__init__(compressor, min_bytes, max_message_bytes)
+        self._deflater: zlib._Compress | None = None  # made by the first compressed frame
+        self._shared = False  # the client asked for server_no_context_takeover: SharedDeflate's way
+
+    def accept(self, offer: str) -> str | None:
+        answer = super().accept(offer)
+        if answer is None:
+            return None
+        if "server_no_context_takeover" in offer:
+            self._shared = True
+            return answer
+        if "server_max_window_bits" in offer:  # answered no larger than asked: ours is smaller
+            return f"client_no_context_takeover; server_max_window_bits={self._window_bits}"
+        return "client_no_context_takeover"
+
+    def frame_outbound(
+        self, proto: FrameDecoder | FrameProtocol, opcode: Opcode, rsv: RsvBits, data: bytes, fin: bool
+    ) -> tuple[RsvBits, bytes]:
+        if self._shared:
+            return super().frame_outbound(proto, opcode, rsv, data, fin)
+        if opcode not in DATA_OPCODES or not fin or len(data) < self._min_bytes:
+            return (rsv, data)  # an uncompressed message leaves the context as it was
+        deflater = self._deflater
+        if deflater is None:
+            deflater = self._deflater = zlib.compressobj(1, zlib.DEFLATED, -WINDOW_BITS, MEM_LEVEL)
+        compressed = (deflater.compress(data) + deflater.flush(zlib.Z_SYNC_FLUSH))[: -len(TAIL)]
+        STATS.ws_compressions += 1
+        STATS.ws_bytes_before_compression += len(data)
+        STATS.ws_bytes_after_compression += len(compressed)
+        return (RsvBits(True, rsv.rsv2, rsv.rsv3), compressed)
+
+
 def extension_factory(settings: Settings) -> Callable[[], Extension]:
     """What each WebSocket handshake of this process is offered to accept."""
     if not settings.ws_compression:
         return Declined
+    if settings.ws_compression_mode == "window":
+        return partial(
+            WindowDeflate, SharedCompressor(), settings.ws_compression_min_bytes, settings.max_message_bytes
+        )
     return partial(
         SharedDeflate, SharedCompressor(), settings.ws_compression_min_bytes, settings.max_message_bytes
     )

@@ -7,6 +7,8 @@ distinct (document, variables) for every subscriber of the process.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,3 +119,41 @@ def plan(
 def _field(value: Any, name: str) -> str:
     """A field of a coerced input object (Strawberry builds its class; plain graphql-core a dict)."""
     return str(value[name] if isinstance(value, dict) else getattr(value, name))
+
+
+def result_payload(result: Any) -> dict[str, Any]:
+    """An execution result as every transport carries it: data, and errors when there are any."""
+    payload: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        payload["errors"] = [e.formatted for e in result.errors]
+    return payload
+
+
+async def run_unmultiplexed(
+    api: GraphQLApi,
+    planned: Execute | Stream,
+    context: Any,
+    query: str,
+    variables: dict[str, Any],
+    name: str | None,
+    emit: Callable[[dict[str, Any]], None],
+) -> list[Any] | None:
+    """Run a query or mutation once, or a subscription Strawberry streams per subscriber, handing
+    each result's payload to `emit`; the errors if a subscription did not start (else None: the
+    operation is complete)."""
+    if isinstance(planned, Execute):
+        emit(
+            result_payload(
+                await api.execute(
+                    query, variable_values=variables, context_value=context, operation_name=name
+                )
+            )
+        )
+        return None
+    source = await api.subscribe(query, variable_values=variables, context_value=context, operation_name=name)
+    if not hasattr(source, "__aiter__"):
+        return [e.formatted for e in (source.errors or [])]
+    async with aclosing(source):
+        async for result in source:
+            emit(result_payload(result))
+    return None
