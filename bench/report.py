@@ -17,7 +17,11 @@ def _num(value: float | None, digits: int = 1) -> str:
 def _extension(value: str | None) -> str:
     if not value:
         return "none"
-    return "deflate, no context takeover" if "no_context_takeover" in value else "deflate, context takeover"
+    if "server_no_context_takeover" in value:
+        return "deflate, no context takeover"
+    if "client_no_context_takeover" in value:
+        return "deflate, server context only"
+    return "deflate, context takeover"
 
 
 def markdown(runs: list[dict[str, Any]], machine: dict[str, Any]) -> str:

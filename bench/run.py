@@ -93,9 +93,12 @@ class Server:
             "SWITCHBOARD_QUEUE_SIZE": "4096",
             "SWITCHBOARD_LOG_LEVEL": "WARNING",
             "SWITCHBOARD_MAX_CONNECTIONS": "19000",
-            # Every benchmark client comes from 127.0.0.1: one address opening 1000 SSE streams
-            # (browsers would come from as many addresses).
+            # Every benchmark client comes from 127.0.0.1: one address opening thousands of sockets
+            # and SSE streams (browsers would come from as many addresses), past the per-address
+            # limits of connections and requests.
             "SWITCHBOARD_HTTP_BURST": "100000",
+            "SWITCHBOARD_CONNECT_BURST": "100000",
+            "SWITCHBOARD_MAX_PENDING_PER_ADDRESS": "20000",
             "CHANNEL_LAYER": "pubsub" if self.name == "channels-pubsub" else "redis",
             "PYTHONPATH": str(ROOT),
             "SWITCHBOARD_WS_COMPRESSION": {"switchboard-deflate": "1", "switchboard-window": "window"}.get(

@@ -201,6 +201,10 @@ class SharedDeflate(Extension):
 
 WINDOW_BITS = 11  # a 2 KiB window: zlib reaches back 262 bytes less (1786), the frame before
 MEM_LEVEL = 1  # with the window, under 10 KB of zlib state per socket (15 bits, level 8: ~87 KB)
+SHARED_FIRST = 16
+"""A socket's first compressed frames are compressed the shared way (once per event for every
+socket, no state); its own context starts with the next. Quiet sockets (most tabs) then never
+hold one, and a fan-out to ten thousand new sockets does not set up ten thousand compressors."""
 
 
 class WindowDeflate(SharedDeflate):
@@ -208,12 +212,14 @@ class WindowDeflate(SharedDeflate):
     =window): each frame refers back to the frames before it within a 2 KiB window, so the
     envelope and field names every event repeats cost a few bytes. The client keeps no context
     for us (client_no_context_takeover: inbound is inflated as in SharedDeflate). A deflate stream
-    made with a smaller window is read by any inflater, so the window need not be announced."""
+    made with a smaller window is read by any inflater, so the window need not be announced.
+    The first SHARED_FIRST compressed frames go the shared way."""
 
     def __init__(self, compressor: SharedCompressor, min_bytes: int, max_message_bytes: int) -> None:
         super().__init__(compressor, min_bytes, max_message_bytes)
         self._deflater: zlib._Compress | None = None  # made by the first compressed frame
         self._shared = False  # the client asked for server_no_context_takeover: SharedDeflate's way
+        self._compressed = 0  # frames compressed so far
 
     def accept(self, offer: str) -> str | None:
         answer = super().accept(offer)
@@ -229,10 +235,13 @@ class WindowDeflate(SharedDeflate):
     def frame_outbound(
         self, proto: FrameDecoder | FrameProtocol, opcode: Opcode, rsv: RsvBits, data: bytes, fin: bool
     ) -> tuple[RsvBits, bytes]:
-        if self._shared:
-            return super().frame_outbound(proto, opcode, rsv, data, fin)
         if opcode not in DATA_OPCODES or not fin or len(data) < self._min_bytes:
             return (rsv, data)  # an uncompressed message leaves the context as it was
+        self._compressed += 1
+        if self._shared or self._compressed <= SHARED_FIRST:
+            # Standalone messages: valid whatever the client's inflater holds (they refer to
+            # nothing before them).
+            return super().frame_outbound(proto, opcode, rsv, data, fin)
         deflater = self._deflater
         if deflater is None:
             deflater = self._deflater = zlib.compressobj(1, zlib.DEFLATED, -WINDOW_BITS, MEM_LEVEL)
