@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
+from switchboard.publish import send_to_group_sync
 from switchboard.security.auth import mint_token
 from tests.support.processes import TEST_SECRET, RedisClusterNodes, RedisServer, ServerProcess
 from tests.support.stock import stock_clients  # noqa: F401 (a fixture for every module)
@@ -102,3 +103,17 @@ def token(user: str, publisher: bool = False, ttl: int = 3600) -> str:
 
 def unique(name: str = "n") -> str:
     return f"{name}{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def publishing(redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], None]:
+    """Publish a notify from this process straight to Redis, as a Django view would (history
+    included), to the servers of `redis_servers` (same Redis, same prefix)."""
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("SWITCHBOARD_PREFIX", prefix)
+    monkeypatch.delenv("SWITCHBOARD_HISTORY_SIZE", raising=False)
+
+    def publish(group: str, message: str) -> None:
+        send_to_group_sync(group, "notify", message=message)
+
+    return publish

@@ -15,7 +15,6 @@ import httpx
 import orjson
 import pytest
 
-from switchboard.publish import send_to_group_sync
 from tests.conftest import token, unique
 from tests.support.client import WsClient
 from tests.support.processes import ServerProcess, run_python
@@ -31,18 +30,6 @@ EVENTS = """subscription Events($groups: [String!], $notes: [ID!]) {
   }
 }"""
 SSE = {"accept": "text/event-stream", "content-type": "application/json"}
-
-
-@pytest.fixture
-def publishing(redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], None]:
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    monkeypatch.setenv("SWITCHBOARD_PREFIX", prefix)
-    monkeypatch.delenv("SWITCHBOARD_HISTORY_SIZE", raising=False)
-
-    def publish(group: str, message: str) -> None:
-        send_to_group_sync(group, "notify", message=message)
-
-    return publish
 
 
 @pytest.fixture

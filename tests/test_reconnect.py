@@ -13,25 +13,11 @@ from typing import Any
 
 import pytest
 
-from switchboard.publish import send_to_group_sync
 from tests.conftest import token, unique
 from tests.support.client import WsClient, http
 from tests.support.frames import FramePeer
 from tests.support.processes import ServerProcess
 from tests.support.stock import STOCK, StockClient
-
-
-@pytest.fixture
-def publishing(redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], None]:
-    """Publish from this process straight to Redis, as a Django view would (history included)."""
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    monkeypatch.setenv("SWITCHBOARD_PREFIX", prefix)
-    monkeypatch.delenv("SWITCHBOARD_HISTORY_SIZE", raising=False)
-
-    def publish(group: str, message: str) -> None:
-        send_to_group_sync(group, "notify", message=message)
-
-    return publish
 
 
 @pytest.fixture

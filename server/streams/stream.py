@@ -27,7 +27,7 @@ from switchboard.streams.event_ids import EventIds, current_cursor, resume_point
 from switchboard.streams.framing import Framing
 from switchboard.streams.writer import StreamWriter
 from switchboard.ws.asgi_types import Scope, Send, client_address
-from switchboard.ws.operations import Execute, Multiplexed, Stream, plan, run_unmultiplexed
+from switchboard.ws.operations import Execute, Multiplexed, Stream, run_unmultiplexed
 from switchboard.ws.protocol import coded
 from switchboard.ws.render import Renderer
 from switchboard.ws.resume import catch_up
@@ -198,16 +198,7 @@ class HttpStream:
 
     async def start(self, op_id: str, query: str, variables: dict[str, Any], name: str | None) -> None:
         """Run one operation on this stream; its results and completion are framed on the body."""
-        endpoint = self.endpoint
-        settings = endpoint.services.settings
-        planned = plan(
-            endpoint.api,
-            await endpoint.websockets.documents.prepare(query),
-            variables,
-            name,
-            settings.max_groups,
-            settings.max_variables_bytes,
-        )
+        planned = await self.endpoint.websockets.plan(query, variables, name)
         if isinstance(planned, list):
             self.refuse(op_id, planned)
         elif isinstance(planned, Execute | Stream):

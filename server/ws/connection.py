@@ -26,7 +26,7 @@ from switchboard.security.ratelimit import TokenBucket
 from switchboard.sessions.session import Session
 from switchboard.ws.asgi_types import Receive, Scope, Send, client_address
 from switchboard.ws.opening import open_session
-from switchboard.ws.operations import Execute, Multiplexed, Stream, plan, run_unmultiplexed
+from switchboard.ws.operations import Execute, Multiplexed, Stream, run_unmultiplexed
 from switchboard.ws.protocol import LEGACY_WS, MAX_OPERATION_ID, State, coded
 from switchboard.ws.render import Renderer
 from switchboard.ws.resume import catch_up, resume_cursors
@@ -402,15 +402,7 @@ class Connection:
         await self._start(op_id, query, variables or {}, name)
 
     async def _start(self, op_id: str, query: str, variables: dict[str, Any], name: str | None) -> None:
-        settings = self.endpoint.services.settings
-        planned = plan(
-            self.endpoint.api,
-            await self.endpoint.documents.prepare(query),
-            variables,
-            name,
-            settings.max_groups,
-            settings.max_variables_bytes,
-        )
+        planned = await self.endpoint.plan(query, variables, name)
         if isinstance(planned, list):
             self._send_error(op_id, planned)
         elif isinstance(planned, Execute | Stream):

@@ -7,7 +7,7 @@ import logging
 import time
 from collections import Counter
 from contextlib import suppress
-from typing import Protocol
+from typing import Any, Protocol
 
 from switchboard import close_codes
 from switchboard.observability.stats import STATS
@@ -17,6 +17,7 @@ from switchboard.services import Services
 from switchboard.ws.api import GraphQLApi
 from switchboard.ws.asgi_types import Receive, Scope, Send, client_address
 from switchboard.ws.connection import Connection
+from switchboard.ws.operations import Plan, plan
 from switchboard.ws.protocol import SUBPROTOCOLS
 from switchboard.ws.render import DocumentCache, Renderer
 from switchboard.ws.writer import FlushBatch, FrameWriter, QueueMemory, SendBudget
@@ -107,6 +108,13 @@ class WebSocketEndpoint:
             self.connections.discard(connection)
             if not self.connections:
                 self._drained.set()
+
+    async def plan(self, query: str, variables: dict[str, Any], name: str | None) -> Plan | list[Any]:
+        """How to run an operation (ws/operations.py), with this process's documents and limits:
+        for WebSocket connections and HTTP streams alike."""
+        settings = self.services.settings
+        prepared = await self.documents.prepare(query)
+        return plan(self.api, prepared, variables, name, settings.max_groups, settings.max_variables_bytes)
 
     def _shed(self) -> None:
         """The process's queues hold more than SWITCHBOARD_QUEUE_BYTES_TOTAL: close the sockets
