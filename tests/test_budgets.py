@@ -21,7 +21,7 @@ from switchboard.exceptions import ConfigurationError
 from switchboard.security.auth import mint_token
 from switchboard.settings import DEVELOPMENT_SECRET, Settings
 from tests.conftest import token, unique
-from tests.support.client import WsClient, http
+from tests.support.client import WsClient, http, padded_events_reach
 from tests.support.frames import FramePeer
 from tests.support.processes import ROOT, TEST_SECRET, ServerProcess, run_python
 from tests.support.raw import StalledPeer
@@ -209,24 +209,7 @@ async def stalled_readers(
                 await asyncio.to_thread(slow_subscribe, peer, note)
             await asyncio.sleep(0.3)
             before = rss(server)
-            publishing = asyncio.create_task(
-                asyncio.to_thread(
-                    run_python,
-                    "import time\n"
-                    "from switchboard.publish import send_to_group_sync as s\n"
-                    f"for i in range({count}):\n"
-                    f"    s('note_{note}', 'data', payload={{'i': i, 'pad': {pad}}})\n"
-                    "    time.sleep(0.005)",
-                    {**server.env},
-                )
-            )
-            got: list[int] = []
-            while len(got) < count:
-                event = (await events.next(10))["events"]
-                if event["__typename"] == "DataEvent":
-                    got.append(event["payload"]["i"])
-            await publishing
-            assert got == list(range(count))
+            await padded_events_reach(events, server, f"note_{note}", count, pad)
             growth = rss(server) - before
             closes = await asyncio.gather(*(asyncio.to_thread(p.drain_until_closed) for p in stalled))
             return [code for code, _ in closes], growth

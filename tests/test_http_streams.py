@@ -16,8 +16,8 @@ import orjson
 import pytest
 
 from tests.conftest import token, unique
-from tests.support.client import WsClient
-from tests.support.processes import ServerProcess, run_python
+from tests.support.client import WsClient, padded_events_reach
+from tests.support.processes import ServerProcess
 from tests.support.stock import STOCK, StockClient
 from tests.test_budgets import rss as rss_of
 
@@ -412,24 +412,7 @@ async def test_a_stream_whose_reader_stalls_is_ended_and_costs_only_its_byte_bud
             await asyncio.sleep(0.5)
             before = rss_of(server)
             count = 200
-            publishing = asyncio.create_task(
-                asyncio.to_thread(
-                    run_python,
-                    "import time\n"
-                    "from switchboard.publish import send_to_group_sync as s\n"
-                    f"for i in range({count}):\n"
-                    f"    s('note_{note}', 'data', payload={{'i': i, 'pad': 'x' * 29000}})\n"
-                    "    time.sleep(0.005)",
-                    {**server.env},
-                )
-            )
-            got: list[int] = []
-            while len(got) < count:
-                event = (await events.next(10))["events"]
-                if event["__typename"] == "DataEvent":
-                    got.append(event["payload"]["i"])
-            await publishing
-            assert got == list(range(count))
+            await padded_events_reach(events, server, f"note_{note}", count, "'x' * 29000")
             growth = rss_of(server) - before
             ends = await asyncio.gather(*(asyncio.to_thread(drain, s) for s in stalled))
         assert all(b": closed: slow consumer" in end[-2000:] for end in ends), [e[-300:] for e in ends]

@@ -31,7 +31,7 @@ from switchboard.ws.operations import Execute, Multiplexed, Stream, run_unmultip
 from switchboard.ws.protocol import coded
 from switchboard.ws.render import Renderer
 from switchboard.ws.resume import catch_up
-from switchboard.ws.subscription import WsSubscription, join_notes, release_notes
+from switchboard.ws.subscription import WsSubscription, join_notes, stop_subscription
 
 if TYPE_CHECKING:
     from switchboard.streams.endpoint import StreamEndpoint
@@ -221,13 +221,7 @@ class HttpStream:
 
     async def _drop(self, op_id: str, op: Operation) -> None:
         if isinstance(op, StreamSubscription):
-            if self.session is not None:
-                self.session.remove_listener(op)
-            if op.opening is not None and not op.opening.done():
-                op.opening.cancel()
-                with suppress(asyncio.CancelledError):
-                    await op.opening
-            await release_notes(op, self.session)
+            await stop_subscription(op, self.session)
             if self.session is not None and not self.session.closed:
                 await self.endpoint.services.control.changed(self.session)
         else:

@@ -30,7 +30,7 @@ from switchboard.ws.operations import Execute, Multiplexed, Stream, run_unmultip
 from switchboard.ws.protocol import LEGACY_WS, MAX_OPERATION_ID, State, coded
 from switchboard.ws.render import Renderer
 from switchboard.ws.resume import catch_up, resume_cursors
-from switchboard.ws.subscription import WsSubscription, join_notes, release_notes
+from switchboard.ws.subscription import WsSubscription, join_notes, stop_subscription
 from switchboard.ws.writer import FrameWriter
 
 if TYPE_CHECKING:
@@ -507,15 +507,9 @@ class Connection:
         if op is None:
             return
         if isinstance(op, WsSubscription):
-            if self.session is not None:
-                self.session.remove_listener(op)
-            if op.opening is not None and not op.opening.done():
-                op.opening.cancel()
-                with suppress(asyncio.CancelledError):
-                    await op.opening
+            await stop_subscription(op, self.session)
             if self.legacy:
                 self._send_complete(op_id)
-            await release_notes(op, self.session)
             if self.session is not None and not self.session.closed:
                 await self.endpoint.services.control.changed(self.session)  # its subscription count
         else:

@@ -4,6 +4,7 @@ writes rendered frames to the connection's writer."""
 from __future__ import annotations
 
 import asyncio
+from contextlib import suppress
 from typing import Any, Protocol
 
 import orjson
@@ -130,6 +131,19 @@ async def join_notes(
         await release_notes(subscription, session)
         return exc
     return None
+
+
+async def stop_subscription(subscription: WsSubscription, session: Session | None) -> None:
+    """Stop delivering to the subscription, end its opening (joining notes, replaying) if it is
+    still under way, and let go of its notes."""
+    if session is not None:
+        session.remove_listener(subscription)
+    opening = subscription.opening
+    if opening is not None and not opening.done():
+        opening.cancel()
+        with suppress(asyncio.CancelledError):
+            await opening
+    await release_notes(subscription, session)
 
 
 async def release_notes(subscription: WsSubscription, session: Session | None) -> None:

@@ -10,6 +10,8 @@ import httpx
 from gql import Client, gql
 from gql.transport.websockets import WebsocketsTransport
 
+from tests.support.processes import ServerProcess, run_python
+
 TRANSPORT_WS = WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL  # "graphql-transport-ws"
 LEGACY_WS = WebsocketsTransport.APOLLO_SUBPROTOCOL  # "graphql-ws"
 EVENT_TIMEOUT = 5.0
@@ -122,3 +124,28 @@ async def http(url: str, document: str, token: str | None = None, **variables: A
 
 def error_codes(body: dict[str, Any]) -> list[str]:
     return [e.get("extensions", {}).get("code") for e in body.get("errors") or []]
+
+
+async def padded_events_reach(
+    events: Subscription, server: ServerProcess, group: str, count: int, pad: str
+) -> None:
+    """Publish `count` data events to `group` from another process (`pad`, an expression of `i`,
+    their padding), and check that the subscription `events` gets every one, in order."""
+    publishing = asyncio.create_task(
+        asyncio.to_thread(
+            run_python,
+            "import time\n"
+            "from switchboard.publish import send_to_group_sync as s\n"
+            f"for i in range({count}):\n"
+            f"    s('{group}', 'data', payload={{'i': i, 'pad': {pad}}})\n"
+            "    time.sleep(0.005)",
+            {**server.env},
+        )
+    )
+    got: list[int] = []
+    while len(got) < count:
+        event = (await events.next(10))["events"]
+        if event["__typename"] == "DataEvent":
+            got.append(event["payload"]["i"])
+    await publishing
+    assert got == list(range(count))
