@@ -78,10 +78,7 @@ async def test_an_eventsource_page_gets_every_event_once_across_a_server_restart
 
         assert server.stop() == 0  # SIGTERM: every stream ended; the page retries every second
         await publish("during-1", "during-2", "during-3")
-        port = server.port
-        server = ServerProcess(env)
-        server.port = port
-        server.start()
+        server = server.on_same_port().start()
 
         await until(page, has("during-3"), "the events published while the server was down")
         await publish("after-1")

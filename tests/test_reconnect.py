@@ -93,10 +93,7 @@ async def test_a_stock_client_keeps_its_note_and_misses_nothing_across_a_restart
 
         assert server.stop() == 0  # SIGTERM: every socket closed with 1001; graphql-ws reconnects
         await publish_all(publishing, group, ["during-1", "during-2", "during-3"])
-        port = server.port
-        server = ServerProcess(redis_env)
-        server.port = port
-        server.start()
+        server = server.on_same_port().start()
 
         resumed = await client.until(lambda e: e.get("__typename") == "ResumeEvent" and e["group"] == group)
         assert resumed["recovered"] is True, resumed

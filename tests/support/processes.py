@@ -257,6 +257,13 @@ class ServerProcess:
         self.stop()
         raise RuntimeError(f"server did not become ready on port {self.port}:\n{self.log_tail()}")
 
+    def on_same_port(self) -> ServerProcess:
+        """Another server process like this one, on its port: to start once this one has stopped
+        (a restart, as clients see it)."""
+        other = ServerProcess(self.env, self.workers, self.app, self.server)
+        other.port = self.port
+        return other
+
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
