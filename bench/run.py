@@ -33,6 +33,7 @@ MAIN_PY = sys.executable
 REF_PY = str(BENCH / ".venv-ref" / "bin" / "python")
 NODE = shutil.which("node") or "node"
 DEFLATE = "on"  # the load generator offers permessage-deflate as Chromium does (--client-deflate)
+CLIENT = "browser"  # whose sockets: bench/loadgen/browser_socket.mjs, or the ws package (--client)
 
 
 def say(message: str) -> None:
@@ -184,6 +185,8 @@ def run_one(server: Server, n: int, rate: float, events: int, workload: str) -> 
             "15",
             "--deflate",
             DEFLATE,
+            "--client",
+            CLIENT,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -250,6 +253,7 @@ def run_one(server: Server, n: int, rate: float, events: int, workload: str) -> 
         cpu_s=cpu,
         cpu_ms_per_1000_deliveries=1e6 * cpu / result["deliveries"] if result["deliveries"] else None,
         client_deflate=DEFLATE == "on",
+        client=CLIENT,
         abuser=abused,
     )
     say(
@@ -265,7 +269,9 @@ def run_one(server: Server, n: int, rate: float, events: int, workload: str) -> 
 def plan(smoke: bool, sizes: list[int], workloads: set[str]) -> list[tuple[str, str, int, float, int]]:
     """(workload, server, N, rate, events)"""
     if smoke:
-        return [("smoke", s, 20, 50, 30) for s in ("switchboard", "floor")]
+        # switchboard-window: 30 compressed events, the first 16 standalone and the rest referring
+        # back to them, which the load generator's sockets must inflate as a browser does.
+        return [("smoke", s, 20, 50, 30) for s in ("switchboard", "switchboard-window", "floor")]
     servers = [
         "floor",
         "switchboard",
@@ -317,9 +323,16 @@ def main() -> int:
         default="on",
         help="whether the load generator offers permessage-deflate as browsers do (on: every browser)",
     )
+    parser.add_argument(
+        "--client",
+        choices=["browser", "ws"],
+        default="browser",
+        help="the load generator's sockets: inflated as a browser does (browser), or by the ws package",
+    )
     args = parser.parse_args()
-    global DEFLATE
+    global DEFLATE, CLIENT
     DEFLATE = args.client_deflate
+    CLIENT = args.client
     runs = plan(args.smoke, [int(n) for n in args.sizes.split(",")], set(args.workloads.split(",")))
     if args.only:
         runs = [r for r in runs if r[1] in args.only.split(",")]

@@ -1,4 +1,5 @@
-"""The benchmark works end to end with tiny numbers, and nothing is lost (no timing assertions)."""
+"""The benchmark works end to end with tiny numbers, compressed and not, and nothing is lost (no
+timing assertions)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,10 @@ def test_benchmark_smoke_run_loses_nothing(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads((tmp_path / "smoke.json").read_text())
     runs = {r["server"]: r for r in report["runs"]}
-    assert set(runs) == {"switchboard", "floor"}
+    assert set(runs) == {"switchboard", "switchboard-window", "floor"}
+    # Offered deflate as a browser does: declined by default, negotiated when compression is on.
+    assert runs["switchboard"]["extensions"] is None
+    assert (runs["switchboard-window"]["extensions"] or "").startswith("permessage-deflate")
     for run in runs.values():
         assert run["deliveries"] == run["n"] * run["events"] and run["lost"] == 0 and run["duplicates"] == 0
         assert run["latency_s"]["p50"] is not None

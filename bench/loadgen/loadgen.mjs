@@ -2,14 +2,18 @@
 // every delivered event the time from publish (the "t" the publisher put in it) to receipt.
 //
 // node loadgen.mjs --url ws://127.0.0.1:8000/graphql --mode graphql|channels|floor|sse --n 1000
-//   --events M [--token-prefix ...] [--idle 10] [--deflate on|off]
+//   --events M [--token-prefix ...] [--idle 10] [--deflate on|off] [--client browser|ws]
 // Every socket offers permessage-deflate exactly as Chromium does ("permessage-deflate;
-// client_max_window_bits", the `ws` default), unless --deflate off. It counts the bytes each
-// socket read from the wire after READY (frames as sent: compressed where negotiated).
+// client_max_window_bits"), unless --deflate off. The sockets are BrowserSocket's
+// (browser_socket.mjs: inflated as a browser inflates, synchronously, one message at a time),
+// or with --client ws the `ws` package's (inflated through its thread pool, at ~30x the CPU per
+// message: past a few thousand sockets that client, not the server, sets the pace). It counts the
+// bytes each socket read from the wire after READY (frames as sent: compressed where negotiated).
 // Prints "CONNECTED <n>" once every session is subscribed, "READY" once every session has seen a
 // probe (seq -1), then one JSON line of results when every session has M events or the stream
 // has been idle for --idle seconds.
 import WebSocket from "ws";
+import { BrowserSocket } from "./browser_socket.mjs";
 import http from "node:http";
 import { parseArgs } from "node:util";
 import { performance } from "node:perf_hooks";
@@ -24,6 +28,7 @@ const { values: a } = parseArgs({
     idle: { type: "string", default: "10" },
     concurrency: { type: "string", default: "200" },
     deflate: { type: "string", default: "on" },
+    client: { type: "string", default: "browser" },
   },
 });
 const N = Number(a.n), M = Number(a.events), IDLE = Number(a.idle) * 1000;
@@ -130,11 +135,14 @@ function open(i) {
     const token = tokens.length ? tokens[i % tokens.length] : "";
     let url = a.url;
     if (a.mode === "channels") url += `?user=${i % 100}`;
-    const ws = new WebSocket(url, a.mode === "graphql" ? ["graphql-transport-ws"] : [], {
-      // Node's ws inflates through a limiter of 10 concurrent zlib calls by default: 1000 sockets
-      // would wait in its queue, which no browser (one socket per tab) does.
-      perMessageDeflate: a.deflate === "off" ? false : { concurrencyLimit: 1000 },
-    });
+    const protocols = a.mode === "graphql" ? ["graphql-transport-ws"] : [];
+    const ws = a.client === "ws"
+      ? new WebSocket(url, protocols, {
+        // Node's ws inflates through a limiter of 10 concurrent zlib calls by default: 1000 sockets
+        // would wait in its queue, which no browser (one socket per tab) does.
+        perMessageDeflate: a.deflate === "off" ? false : { concurrencyLimit: 1000 },
+      })
+      : new BrowserSocket(url, protocols, { deflate: a.deflate !== "off" });
     s.ws = ws;
     ws.on("upgrade", (response) => {
       s.socket = response.socket;
