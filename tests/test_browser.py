@@ -16,6 +16,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, Route, async_playwright
 
+from switchboard.ws.deflate import SHARED_FIRST
 from tests.conftest import token, unique
 from tests.support.processes import ROOT, ServerProcess
 
@@ -154,7 +155,7 @@ async ([url, token]) => {
     messages.push(m);
   };
   ws.send(JSON.stringify({ type: "connection_init", payload: { authorization: "Bearer " + token } }));
-  ws.send(JSON.stringify({ id: "1", type: "subscribe", payload: {
+  ws.send(JSON.stringify({ id: crypto.randomUUID(), type: "subscribe", payload: {  // as graphql-ws names it
     query: "subscription { events { ... on NotifyEvent { message } } }" } }));
   return ws.extensions;
 }
@@ -168,11 +169,19 @@ def compressing_server() -> Iterator[ServerProcess]:
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def window_server() -> Iterator[ServerProcess]:
+    server = ServerProcess({"SWITCHBOARD_WS_COMPRESSION": "window"}).start()
+    yield server
+    server.stop()
+
+
 @pytest.mark.parametrize(
     ("name", "extensions"),
     [
         ("memory_server", ""),
         ("compressing_server", "permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
+        ("window_server", "permessage-deflate; client_no_context_takeover"),
     ],
 )
 async def test_chromium_negotiates_what_each_mode_answers_and_gets_events(
@@ -187,20 +196,26 @@ async def test_chromium_negotiates_what_each_mode_answers_and_gets_events(
     assert negotiated == extensions
     await page.wait_for_function("window.__switchboard.messages.some(m => m.type === 'connection_ack')")
     await asyncio.sleep(0.3)  # the subscription starts
-    long_message = "a browser-sized event " * 50  # over the compression threshold
+    # Over the compression threshold, and past the frames `window` sends standalone, so that the
+    # last ones refer back to those before them in the socket's own context.
+    sent = [f"a browser-sized event {i} " + "of some length " * 20 for i in range(SHARED_FIRST + 4)]
     publish = "mutation($g: String!, $m: String!) { sendNotify(group: $g, message: $m) { id } }"
     async with httpx.AsyncClient() as client:
-        reply = await client.post(
-            server.http_url,
-            json={"query": publish, "variables": {"g": f"user_{user}", "m": long_message}},
-            headers={"Authorization": f"Bearer {token('svc', publisher=True)}"},
-        )
-        assert "errors" not in reply.json(), reply.text
+        for long_message in sent:
+            reply = await client.post(
+                server.http_url,
+                json={"query": publish, "variables": {"g": f"user_{user}", "m": long_message}},
+                headers={"Authorization": f"Bearer {token('svc', publisher=True)}"},
+            )
+            assert "errors" not in reply.json(), reply.text
     await page.wait_for_function(
-        "(text) => window.__switchboard.messages.some(m => m.type === 'next'"
-        " && m.payload.data.events.message === text)",
-        arg=long_message,
+        "(n) => window.__switchboard.messages.filter(m => m.type === 'next').length >= n",
+        arg=len(sent),
         timeout=5000,
     )
+    got = await page.evaluate(
+        "window.__switchboard.messages.filter(m => m.type === 'next').map(m => m.payload.data.events.message)"
+    )
+    assert got == sent
     assert blocked == []
     await page.context.close()

@@ -4,6 +4,8 @@ and never inflated past the message limit. Clients offer it exactly as Chromium 
 from __future__ import annotations
 
 import asyncio
+import struct
+import uuid
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,22 +105,34 @@ async def test_compression_on_answers_without_context_takeover(
         assert message["payload"]["data"]["events"]["message"] == "y" * 3000
 
 
-async def test_subscribers_of_one_document_get_the_same_compressed_bytes(compressing: ServerProcess) -> None:
-    peers = [FramePeer("127.0.0.1", compressing.port) for _ in range(3)]
+async def test_subscribers_of_one_document_share_one_compression_of_each_event(
+    compressing: ServerProcess,
+) -> None:
+    # Each operation named as graphql-ws names it (so Apollo Client and urql): a UUID, which makes
+    # every socket's frame different bytes before the payload.
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    peers = [FramePeer("127.0.0.1", compressing.port) for _ in ids]
     try:
-        for peer in peers:
+        for peer, op_id in zip(peers, ids, strict=True):
             await peer.__aenter__()
             await peer.init(token(unique("u")))
-            await peer.send({"id": "1", "type": "subscribe", "payload": {"query": EVENTS}})
+            await peer.send({"id": op_id, "type": "subscribe", "payload": {"query": EVENTS}})
         await asyncio.sleep(0.3)
         before = reused_compressions(compressing)
         long_message = "the same long message " * 40
         await publish(compressing, "all", long_message)
         received = [await peer.message() for peer in peers]
         assert all(frame.rsv1 for frame, _ in received)
-        assert len({frame.payload for frame, _ in received}) == 1  # byte for byte
-        assert len(received[0][0].payload) < len(long_message) / 3
         assert all(m["payload"]["data"]["events"]["message"] == long_message for _, m in received)
+        shared = set()
+        for (frame, _), op_id in zip(received, ids, strict=True):
+            # The socket's own bytes, as they are (a stored deflate block), then the shared part.
+            prefix = b'{"id":"' + op_id.encode() + b'","type":"next","payload":'
+            assert frame.payload[:5] == b"\x00" + struct.pack("<HH", len(prefix), len(prefix) ^ 0xFFFF)
+            assert frame.payload[5 : 5 + len(prefix)] == prefix
+            shared.add(frame.payload[5 + len(prefix) :])
+        assert len(shared) == 1  # byte for byte
+        assert len(shared.pop()) < len(long_message) / 3
         # Compressed once: the other sockets reused it.
         assert reused_compressions(compressing) - before >= len(peers) - 1
 

@@ -15,6 +15,7 @@
 import WebSocket from "ws";
 import { BrowserSocket } from "./browser_socket.mjs";
 import http from "node:http";
+import { randomUUID } from "node:crypto";
 import { parseArgs } from "node:util";
 import { performance } from "node:perf_hooks";
 
@@ -161,7 +162,9 @@ function open(i) {
       const text = data.toString();
       if (a.mode === "graphql") {
         if (text.startsWith('{"type":"connection_ack"')) {
-          ws.send(JSON.stringify({ id: "1", type: "subscribe", payload: { query: "subscription { data { payload } }" } }));
+          // A UUID, as graphql-ws (and so Apollo Client and urql) names every operation: each
+          // socket's frames differ in it, so nothing is shared by a frame's bytes alone.
+          ws.send(JSON.stringify({ id: randomUUID(), type: "subscribe", payload: { query: "subscription { data { payload } }" } }));
           done();
           return;
         }

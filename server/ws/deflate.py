@@ -7,15 +7,21 @@ traffic), and every frame compressed again for every socket.
 - Off (the default): `Declined` answers no offer; no socket holds compression state.
 - On (`SWITCHBOARD_WS_COMPRESSION=1`): `SharedDeflate` answers `server_no_context_takeover;
   client_no_context_takeover`, which a server may do whatever the offer, so each message is
-  compressed on its own. The same rendered frame is then the same compressed bytes for every
+  compressed on its own. The same rendered event is then the same compressed bytes for every
   subscriber: `SharedCompressor` compresses it once (level 1) and hands the bytes to the rest,
-  as uWebSockets' shared compressor and Centrifugo's prepared messages do. Frames under
-  `min_bytes` go uncompressed. No zlib state outlives a message, in either direction.
+  as uWebSockets' shared compressor and Centrifugo's prepared messages do. A subscription's
+  frame is not the same bytes for every subscriber, though: it starts with the operation's id,
+  a UUID per subscription from graphql-ws (so from Apollo Client and urql). So a frame goes as
+  two pieces of one deflate stream: what comes before its `"payload":` as a stored block (the
+  few bytes that differ per socket, sent as they are), then the payload, compressed once for
+  every socket that sends it. Frames under `min_bytes` go uncompressed. No zlib state outlives
+  a message, in either direction.
 - Either way, no client frame is inflated beyond the message limit: past it, close 1009.
 """
 
 from __future__ import annotations
 
+import struct
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
@@ -39,6 +45,17 @@ ACCEPTED_PARAMETERS = frozenset(
     }
 )
 ANSWER = "server_no_context_takeover; client_no_context_takeover"
+SHARED_AFTER = b'"payload":'
+"""Where the part of a frame shared by its subscribers starts. In JSON text a quote inside a
+string is escaped, so this cannot occur within the id before it: the first one is the key."""
+PREFIX_SCAN = 512  # how far into a frame the key is looked for (an id is shorter)
+RSV1 = RsvBits(True, False, False)  # ours is the one extension: wsproto hands us no other bit
+
+
+def stored_block(data: bytes) -> bytes:
+    """`data` as one non-final stored deflate block (RFC 1951 3.2.4), starting and ending on a
+    byte boundary, so any deflate data may follow it in the same message."""
+    return b"\x00" + struct.pack("<HH", len(data), len(data) ^ 0xFFFF) + data
 
 
 class Declined(Extension):
@@ -85,6 +102,18 @@ class SharedCompressor:
             (_, old), old_compressed = self._cache.popitem(last=False)
             self._bytes -= len(old) + len(old_compressed)
         return compressed
+
+    def compress_frame(self, data: bytes, window_bits: int, min_bytes: int) -> bytes | None:
+        """A whole message's deflate data: the part before the shared payload as a stored block,
+        the payload compressed once (`compress`); valid wherever the split falls. None when what
+        would be compressed is under `min_bytes`: the frame is better sent as it is."""
+        split = data.find(SHARED_AFTER, 0, PREFIX_SCAN)
+        if split < 0:
+            return self.compress(data, window_bits) if len(data) >= min_bytes else None
+        split += len(SHARED_AFTER)
+        if len(data) - split < min_bytes:
+            return None
+        return stored_block(data[:split]) + self.compress(data[split:], window_bits)
 
 
 class SharedDeflate(Extension):
@@ -196,7 +225,8 @@ class SharedDeflate(Extension):
         # A fragmented message (never sent by the servers we run on) goes uncompressed whole.
         if opcode not in DATA_OPCODES or not fin or len(data) < self._min_bytes:
             return (rsv, data)
-        return (RsvBits(True, rsv.rsv2, rsv.rsv3), self._compressor.compress(bytes(data), self._window_bits))
+        compressed = self._compressor.compress_frame(bytes(data), self._window_bits, self._min_bytes)
+        return (rsv, data) if compressed is None else (RSV1, compressed)
 
 
 WINDOW_BITS = 11  # a 2 KiB window: zlib reaches back 262 bytes less (1786), the frame before
@@ -249,7 +279,7 @@ class WindowDeflate(SharedDeflate):
         STATS.ws_compressions += 1
         STATS.ws_bytes_before_compression += len(data)
         STATS.ws_bytes_after_compression += len(compressed)
-        return (RsvBits(True, rsv.rsv2, rsv.rsv3), compressed)
+        return (RSV1, compressed)
 
 
 def extension_factory(settings: Settings) -> Callable[[], Extension]:
