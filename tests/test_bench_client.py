@@ -17,11 +17,15 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.extensions.base import ServerExtensionFactory
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 
+from tests.support.frames import CHROMIUM_OFFER
 from tests.support.processes import ROOT, free_port
 
 RECEIVE = ROOT / "bench" / "loadgen" / "receive.mjs"
-CHROMIUM_OFFER = "permessage-deflate; client_max_window_bits"
 FROM_CLIENT = "hello from the client " * 10  # past 125 bytes: a 16-bit length, masked
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("node") is None, reason="node is not installed: the benchmark's load generator needs it"
+)
 
 
 def messages() -> list[str | list[str]]:
@@ -49,6 +53,7 @@ async def receive(
     received: list[str] = []
 
     async def handler(websocket: ServerConnection) -> None:
+        assert websocket.request is not None
         offered.append(websocket.request.headers.get("Sec-WebSocket-Extensions"))
         received.append(str(await websocket.recv()))
         for message in messages():
@@ -75,7 +80,7 @@ async def receive(
     return offered[0], received[0], [json.loads(line) for line in out.decode().splitlines()]
 
 
-CASES = {
+CASES: dict[str, tuple[list[ServerExtensionFactory] | None, str | None]] = {
     "context takeover, 12 bits (websockets' default)": (
         [ServerPerMessageDeflateFactory(server_max_window_bits=12, client_max_window_bits=12)],
         "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12",
@@ -94,8 +99,6 @@ CASES = {
 
 @pytest.mark.parametrize("case", list(CASES))
 async def test_every_message_arrives_as_sent_whatever_the_server_negotiates(case: str) -> None:
-    if shutil.which("node") is None:
-        pytest.skip("node is not installed: the benchmark's load generator needs it")
     extensions, answer = CASES[case]
     offered, from_client, lines = await receive(extensions)
     assert offered == CHROMIUM_OFFER
@@ -110,8 +113,6 @@ async def test_every_message_arrives_as_sent_whatever_the_server_negotiates(case
 
 
 async def test_with_deflate_off_it_offers_nothing() -> None:
-    if shutil.which("node") is None:
-        pytest.skip("node is not installed: the benchmark's load generator needs it")
     offered, _, lines = await receive([ServerPerMessageDeflateFactory()], deflate="off")
     assert offered is None
     assert lines[0] == {"answer": None}
