@@ -68,10 +68,11 @@ class Settings:
     http_burst: int = 500
     ws_compression: bool = False
     # With compression on, "shared" (1): no context takeover, each frame compressed once for all its
-    # subscribers; "window": a small compression context per socket (2 KiB window, < 10 KB),
-    # for about a quarter of the bytes of "shared" on small events.
+    # subscribers; "window": the server's context kept (2 KiB windows), shared by the sockets that
+    # were sent the same events, for about a quarter of the bytes of "shared" on small events.
     ws_compression_mode: Literal["shared", "window"] = "shared"
     ws_compression_min_bytes: int = 128
+    ws_compression_context_bytes: int = 64 << 20  # window mode's contexts, every socket together
     # The app's own authentication and permissions (security/hooks.py, security/policy.py).
     auth_hook: str | None = None  # import path of hook(handshake) -> User | None
     connect_url: str | None = None  # the app's HTTP connect endpoint
@@ -187,6 +188,7 @@ class Settings:
             ws_compression=compression != "0",
             ws_compression_mode="window" if compression == "window" else "shared",
             ws_compression_min_bytes=_whole(env, "SWITCHBOARD_WS_COMPRESSION_MIN_BYTES", 128),
+            ws_compression_context_bytes=_whole(env, "SWITCHBOARD_WS_COMPRESSION_CONTEXT_BYTES", 64 << 20),
             auth_hook=auth_hook,
             connect_url=connect_url,
             permission_url=permission_url,

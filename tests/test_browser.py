@@ -16,7 +16,6 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, Route, async_playwright
 
-from switchboard.ws.deflate import SHARED_FIRST
 from tests.conftest import token, unique
 from tests.support.processes import ROOT, ServerProcess
 
@@ -196,9 +195,9 @@ async def test_chromium_negotiates_what_each_mode_answers_and_gets_events(
     assert negotiated == extensions
     await page.wait_for_function("window.__switchboard.messages.some(m => m.type === 'connection_ack')")
     await asyncio.sleep(0.3)  # the subscription starts
-    # Over the compression threshold, and past the frames `window` sends standalone, so that the
-    # last ones refer back to those before them in the socket's own context.
-    sent = [f"a browser-sized event {i} " + "of some length " * 20 for i in range(SHARED_FIRST + 4)]
+    # Over the compression threshold, and enough that in `window` mode the later ones refer back to
+    # those before them (the id as a back-reference to the frame before, the payload shared).
+    sent = [f"a browser-sized event {i} " + "of some length " * 20 for i in range(20)]
     publish = "mutation($g: String!, $m: String!) { sendNotify(group: $g, message: $m) { id } }"
     publisher = token(unique("svc"), publisher=True)  # a rate-limit bucket of its own on a shared server
     async with httpx.AsyncClient() as client:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import struct
 import uuid
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import httpx
 import orjson
 import pytest
 
-from switchboard.ws.deflate import SHARED_FIRST
+from switchboard.ws.deflate_blocks import back_reference
 from tests.conftest import token, unique
 from tests.support.client import WsClient, http
 from tests.support.frames import FramePeer, deflate_bomb
@@ -209,38 +208,95 @@ def windowed() -> Iterator[ServerProcess]:
     server.stop()
 
 
-async def test_window_mode_keeps_a_small_context_per_socket_for_a_fraction_of_the_bytes(
+def gauge(server: ServerProcess, name: str) -> float:
+    text = httpx.get(f"{server.base_url}/metrics", timeout=5).text
+    return float(next(x for x in text.splitlines() if x.startswith(f"{name} ")).split()[-1])
+
+
+def benchmark_event(i: int) -> str:
+    """A message the size of the benchmark's (its frames are ~270 bytes with a UUID)."""
+    return f"event {i}: " + "x" * 150
+
+
+async def test_window_mode_keeps_the_servers_context_for_a_fraction_of_the_bytes(
     windowed: ServerProcess,
 ) -> None:
     """SWITCHBOARD_WS_COMPRESSION=window: the answer keeps the server's context (no
-    server_no_context_takeover), each frame refers back to the ones before it, and a client
-    inflating with one context across messages (as browsers do) reads every event; the events of
-    the benchmark's size cost under a third of their bytes on the wire."""
+    server_no_context_takeover), frames refer back to the ones before them, and a client
+    inflating with one context across messages (as browsers do) reads every event, of its own
+    user's as much as of everyone's; events of the benchmark's size cost under a third of their
+    bytes on the wire."""
     user = unique("u")
     async with FramePeer("127.0.0.1", windowed.port) as peer:
         assert peer.extensions == "permessage-deflate; client_no_context_takeover"
         await peer.init(token(user))
-        await peer.send({"id": "1", "type": "subscribe", "payload": {"query": EVENTS}})
+        await peer.send({"id": str(uuid.uuid4()), "type": "subscribe", "payload": {"query": EVENTS}})
         await asyncio.sleep(0.2)
-        inflater = zlib.decompressobj(-15)  # one context for the whole connection
-        sent = [f"event {i}: " + "x" * 150 for i in range(SHARED_FIRST + 30)]
+        sent = [benchmark_event(i) for i in range(30)]
         wire = raw = 0
-        for message in sent:
+        for i, message in enumerate(sent):
             await publish(windowed, f"user_{user}", message)
-            frame = await peer.frame()
-            while frame.opcode != 1:
-                frame = await peer.frame()
+            frame, got = await peer.message()
             assert frame.rsv1
-            text = inflater.decompress(frame.payload + b"\x00\x00\xff\xff").decode()
-            got = orjson.loads(text)
-            if got.get("type") == "ping":
-                continue
             assert got["payload"]["data"]["events"]["message"] == message
-            if int(message.split()[1].rstrip(":")) >= SHARED_FIRST:  # once the socket has a context
-                wire, raw = wire + len(frame.payload), raw + len(text)
+            if i:  # the first has nothing before it to refer to
+                wire, raw = wire + len(frame.payload), raw + len(orjson.dumps(got))
         assert wire < raw / 3, (wire, raw)
+        assert await peer.close() == 1000
     async with FramePeer(
         "127.0.0.1", windowed.port, offer="permessage-deflate; server_no_context_takeover"
     ) as peer:
         # A client that asks the server to keep no context gets the shared, context-free way.
         assert peer.extensions == ANSWER
+
+
+async def test_window_mode_compresses_each_event_once_for_the_sockets_sent_the_same_ones(
+    windowed: ServerProcess,
+) -> None:
+    """Three sockets (graphql-ws's UUID ids) are sent the same events: each frame is the socket's
+    id as one back-reference to its previous frame, then deflate data that is byte for byte the
+    same on every socket, compressed once. Each socket still reads every event with its own
+    inflater, also after an event of its own user's that the others were not sent; and the
+    contexts they held are let go when they close."""
+    before = gauge(windowed, "switchboard_ws_compression_contexts")
+    users = [unique("u") for _ in range(3)]
+    ids = [str(uuid.uuid4()) for _ in users]
+    peers = [FramePeer("127.0.0.1", windowed.port) for _ in users]
+    try:
+        for peer, user, op_id in zip(peers, users, ids, strict=True):
+            await peer.__aenter__()
+            await peer.init(token(user))
+            await peer.send({"id": op_id, "type": "subscribe", "payload": {"query": EVENTS}})
+        await asyncio.sleep(0.3)
+        reused = reused_compressions(windowed)
+        last_compressed = [0] * len(peers)  # bytes of each socket's previous compressed message
+        for i in range(16):
+            if i == 5:  # one socket is sent an event the others are not: its history parts
+                await publish(windowed, f"user_{users[0]}", "only yours " * 20)
+                frame, got = await peers[0].message()
+                assert frame.rsv1 and got["payload"]["data"]["events"]["message"] == "only yours " * 20
+                last_compressed[0] = len(peers[0].last_text.encode())
+            await publish(windowed, "all", benchmark_event(i))
+            shared = set()
+            for n, peer in enumerate(peers):
+                frame, got = await peer.message()
+                assert frame.rsv1 and got["payload"]["data"]["events"]["message"] == benchmark_event(i)
+                if i:  # the id (69 bytes) as a back-reference to the previous frame; its first as it is
+                    own = back_reference(69, last_compressed[n])
+                    assert frame.payload.startswith(own), (i, n)
+                    shared.add(frame.payload[len(own) :])
+                last_compressed[n] = len(peer.last_text.encode())
+            if 0 < i < 5 or i >= 14:  # before they part, and once a window of common events has passed
+                assert len(shared) == 1, i
+        assert reused_compressions(windowed) - reused >= 2 * 6
+        assert gauge(windowed, "switchboard_ws_compression_contexts") <= before + 3
+        for peer in peers:
+            assert await peer.close() == 1000
+    finally:
+        for peer in peers:
+            await peer.__aexit__()
+    for _ in range(50):
+        if gauge(windowed, "switchboard_ws_compression_contexts") <= before:
+            break
+        await asyncio.sleep(0.1)
+    assert gauge(windowed, "switchboard_ws_compression_contexts") <= before

@@ -33,6 +33,7 @@ class Stats:
     ws_bytes_before_compression: int = 0
     ws_bytes_after_compression: int = 0
     ws_inflation_refused: int = 0
+    ws_compression_contexts: int = 0  # alive, shared by sockets (ws/contexts.py; a gauge)
     latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
     latency_sum: float = 0.0
     # Garbage-collector pauses per generation (observability/gc_pauses.py), GC_BUCKETS plus +Inf each.

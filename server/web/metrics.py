@@ -32,6 +32,7 @@ GAUGES = {
     "switchboard_asyncio_tasks": "asyncio tasks alive.",
     "switchboard_own_tasks": "asyncio tasks Switchboard started (named switchboard-*).",
     "switchboard_gc_frozen_objects": "Start-up objects exempt from garbage collection (gc.freeze).",
+    "switchboard_ws_compression_contexts": "Compression contexts alive, shared by sockets (window mode).",
 }
 # Each worker on its own under --workers: name -> (help, the snapshot's gauge).
 PER_WORKER = {
@@ -88,6 +89,7 @@ def local_snapshot(services: Services, connections: Sized, pid: int = 0, streams
             "switchboard_asyncio_tasks": len(tasks),
             "switchboard_own_tasks": sum(1 for t in tasks if t.get_name().startswith(TASK_PREFIX)),
             "switchboard_gc_frozen_objects": gc.get_freeze_count(),
+            "switchboard_ws_compression_contexts": STATS.ws_compression_contexts,
             "resident_memory_bytes": rss_bytes(),
         },
         counters={

@@ -16,12 +16,18 @@ traffic), and every frame compressed again for every socket.
   few bytes that differ per socket, sent as they are), then the payload, compressed once for
   every socket that sends it. Frames under `min_bytes` go uncompressed. No zlib state outlives
   a message, in either direction.
+- Window (`SWITCHBOARD_WS_COMPRESSION=window`): `WindowDeflate` keeps the server's context, so a
+  frame refers back to those before it, and small events cost a few bytes. The contexts belong
+  to no socket: sockets that were sent the same payloads share one (`contexts`), and each event
+  is compressed once per context, not per socket. A frame's id goes as a back-reference to the
+  socket's previous frame (`deflate_blocks`).
 - Either way, no client frame is inflated beyond the message limit: past it, close 1009.
 """
 
 from __future__ import annotations
 
-import struct
+import functools
+import weakref
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
@@ -32,9 +38,10 @@ from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opc
 
 from switchboard.observability.stats import STATS
 from switchboard.settings import Settings
+from switchboard.ws.contexts import ContextsByWindow, Seat
+from switchboard.ws.deflate_blocks import MAX_MATCH, MIN_MATCH, TAIL, back_reference, stored_block
 
 NAME = "permessage-deflate"
-TAIL = b"\x00\x00\xff\xff"  # what a sync flush ends with; RFC 7692 leaves it off the wire
 DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY)
 ACCEPTED_PARAMETERS = frozenset(
     {
@@ -50,12 +57,6 @@ SHARED_AFTER = b'"payload":'
 string is escaped, so this cannot occur within the id before it: the first one is the key."""
 PREFIX_SCAN = 512  # how far into a frame the key is looked for (an id is shorter)
 RSV1 = RsvBits(True, False, False)  # ours is the one extension: wsproto hands us no other bit
-
-
-def stored_block(data: bytes) -> bytes:
-    """`data` as one non-final stored deflate block (RFC 1951 3.2.4), starting and ending on a
-    byte boundary, so any deflate data may follow it in the same message."""
-    return b"\x00" + struct.pack("<HH", len(data), len(data) ^ 0xFFFF) + data
 
 
 class Declined(Extension):
@@ -229,57 +230,99 @@ class SharedDeflate(Extension):
         return (rsv, data) if compressed is None else (RSV1, compressed)
 
 
-WINDOW_BITS = 11  # a 2 KiB window: zlib reaches back 262 bytes less (1786), the frame before
-MEM_LEVEL = 1  # with the window, under 10 KB of zlib state per socket (15 bits, level 8: ~87 KB)
-SHARED_FIRST = 16
-"""A socket's first compressed frames are compressed the shared way (once per event for every
-socket, no state); its own context starts with the next. Quiet sockets (most tabs) then never
-hold one, and a fan-out to ten thousand new sockets does not set up ten thousand compressors."""
+WINDOW_BITS = 11  # 2 KiB: the frames before a small event (zlib reaches 262 bytes less, 1786)
 
 
 class WindowDeflate(SharedDeflate):
-    """permessage-deflate keeping a small compression context per socket (SWITCHBOARD_WS_COMPRESSION
-    =window): each frame refers back to the frames before it within a 2 KiB window, so the
-    envelope and field names every event repeats cost a few bytes. The client keeps no context
-    for us (client_no_context_takeover: inbound is inflated as in SharedDeflate). A deflate stream
-    made with a smaller window is read by any inflater, so the window need not be announced.
-    The first SHARED_FIRST compressed frames go the shared way."""
+    """permessage-deflate with the server's context kept (SWITCHBOARD_WS_COMPRESSION=window): each
+    frame refers back to the frames before it within a 2 KiB window, so the envelope and field
+    names every event repeats cost a few bytes. The contexts are shared by the sockets that were
+    sent the same payloads (`contexts`), so an event is compressed once for all of them; a socket
+    holds only its place among them. The client keeps no context for us (client_no_context_
+    takeover: inbound is inflated as in SharedDeflate). A deflate stream made with a smaller
+    window is read by any inflater, so the window is not announced unless the offer names one.
 
-    def __init__(self, compressor: SharedCompressor, min_bytes: int, max_message_bytes: int) -> None:
+    The bytes before a frame's payload (its operation's id) go as a back-reference to the last
+    frame that began with them when the client's window still holds it (`back_reference`, 9
+    bytes), else as they are (a stored block). Binary frames, which the contexts cannot take
+    (their bytes may hold 0xFF), and frames under the threshold go uncompressed, which leaves
+    the client's context as it was."""
+
+    def __init__(
+        self, compressor: SharedCompressor, contexts: ContextsByWindow, min_bytes: int, max_message_bytes: int
+    ) -> None:
         super().__init__(compressor, min_bytes, max_message_bytes)
-        self._deflater: zlib._Compress | None = None  # made by the first compressed frame
-        self._shared = False  # the client asked for server_no_context_takeover: SharedDeflate's way
-        self._compressed = 0  # frames compressed so far
+        self._contexts = contexts
+        self._seat: Seat | None = None  # made by the handshake that keeps the server's context
+        self._position = 0  # bytes of the compressed messages sent so far: the client's history
+        self._prefix_at: dict[bytes, int] = {}  # where the last few frames' own bytes began
 
     def accept(self, offer: str) -> str | None:
         answer = super().accept(offer)
-        if answer is None:
-            return None
-        if "server_no_context_takeover" in offer:
-            self._shared = True
-            return answer
-        if "server_max_window_bits" in offer:  # answered no larger than asked: ours is smaller
+        if answer is None or "server_no_context_takeover" in offer:
+            return answer  # a client that asks the server to keep no context gets the shared way
+        seat = self._seat = Seat(self._contexts.of(min(WINDOW_BITS, self._window_bits)))
+        # wsproto gives an extension no close hook: the seat is let go when a close frame goes
+        # either way (`_closing`), else (a dropped connection) when the extension is collected.
+        weakref.finalize(self, seat.leave)
+        if "server_max_window_bits" in offer:  # answered no larger than asked
             return f"client_no_context_takeover; server_max_window_bits={self._window_bits}"
         return "client_no_context_takeover"
+
+    def frame_inbound_header(
+        self, proto: FrameDecoder | FrameProtocol, opcode: Opcode, rsv: RsvBits, payload_length: int
+    ) -> CloseReason | RsvBits:
+        if opcode is Opcode.CLOSE:
+            self._closing()
+        return super().frame_inbound_header(proto, opcode, rsv, payload_length)
+
+    def _closing(self) -> None:
+        """The connection is closing: its context is let go now rather than when the extension
+        is collected. Anything still sent starts from the empty context, which is valid after
+        whatever the client holds."""
+        if self._seat is not None:
+            self._seat.leave()
 
     def frame_outbound(
         self, proto: FrameDecoder | FrameProtocol, opcode: Opcode, rsv: RsvBits, data: bytes, fin: bool
     ) -> tuple[RsvBits, bytes]:
-        if opcode not in DATA_OPCODES or not fin or len(data) < self._min_bytes:
-            return (rsv, data)  # an uncompressed message leaves the context as it was
-        self._compressed += 1
-        if self._shared or self._compressed <= SHARED_FIRST:
-            # Standalone messages: valid whatever the client's inflater holds (they refer to
-            # nothing before them).
+        seat = self._seat
+        if seat is None:
             return super().frame_outbound(proto, opcode, rsv, data, fin)
-        deflater = self._deflater
-        if deflater is None:
-            deflater = self._deflater = zlib.compressobj(1, zlib.DEFLATED, -WINDOW_BITS, MEM_LEVEL)
-        compressed = (deflater.compress(data) + deflater.flush(zlib.Z_SYNC_FLUSH))[: -len(TAIL)]
-        STATS.ws_compressions += 1
-        STATS.ws_bytes_before_compression += len(data)
-        STATS.ws_bytes_after_compression += len(compressed)
+        if opcode is Opcode.CLOSE:
+            self._closing()
+        if opcode is not Opcode.TEXT or not fin or len(data) < self._min_bytes:
+            return (rsv, data)
+        data = bytes(data)
+        split = data.find(SHARED_AFTER, 0, PREFIX_SCAN)
+        split = 0 if split < 0 else split + len(SHARED_AFTER)
+        if len(data) - split < self._min_bytes:
+            return (rsv, data)
+        payload = data[split:]
+        compressed = seat.step((split, payload))
+        if compressed is None:  # no context to spare: standalone, valid whatever came before
+            compressed = self._compressor.compress(payload, seat.contexts.window_bits)
+        if split:
+            prefix = data[:split]
+            compressed = self._own_bytes(prefix) + compressed
+            if len(self._prefix_at) >= 8 and prefix not in self._prefix_at:
+                self._prefix_at.clear()
+            self._prefix_at[prefix] = self._position
+        self._position += len(data)
         return (RSV1, compressed)
+
+    def _own_bytes(self, prefix: bytes) -> bytes:
+        at = self._prefix_at.get(prefix)
+        if at is not None and MIN_MATCH <= len(prefix) <= MAX_MATCH:
+            distance = self._position - at
+            if distance <= 1 << self._window_bits:  # what the client's window holds
+                return cached_back_reference(len(prefix), distance)
+        return stored_block(prefix)
+
+
+@functools.lru_cache(maxsize=4096)
+def cached_back_reference(length: int, distance: int) -> bytes:
+    return back_reference(length, distance)
 
 
 def extension_factory(settings: Settings) -> Callable[[], Extension]:
@@ -287,8 +330,13 @@ def extension_factory(settings: Settings) -> Callable[[], Extension]:
     if not settings.ws_compression:
         return Declined
     if settings.ws_compression_mode == "window":
+        contexts = ContextsByWindow(settings.ws_compression_context_bytes)
         return partial(
-            WindowDeflate, SharedCompressor(), settings.ws_compression_min_bytes, settings.max_message_bytes
+            WindowDeflate,
+            SharedCompressor(),
+            contexts,
+            settings.ws_compression_min_bytes,
+            settings.max_message_bytes,
         )
     return partial(
         SharedDeflate, SharedCompressor(), settings.ws_compression_min_bytes, settings.max_message_bytes

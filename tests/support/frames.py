@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 CHROMIUM_OFFER = "permessage-deflate; client_max_window_bits"
+TAIL = b"\x00\x00\xff\xff"
 TIMEOUT = 5.0
 
 
@@ -31,7 +32,7 @@ class Frame:
         if not self.rsv1:
             return self.payload.decode()
         inflater = zlib.decompressobj(-15)
-        return (inflater.decompress(self.payload + b"\x00\x00\xff\xff") + inflater.flush()).decode()
+        return (inflater.decompress(self.payload + TAIL) + inflater.flush()).decode()
 
 
 class FramePeer:
@@ -42,6 +43,8 @@ class FramePeer:
         self.local = local  # a source address (127.0.0.x: another "client address" on loopback)
         self.closed_with: int | None = None  # the close code still_open saw
         self.extensions: str | None = None
+        self._inflater: zlib._Decompress | None = None  # while the server keeps its context
+        self.last_text = ""  # of the last message `message` returned
         self.reader: asyncio.StreamReader
         self.writer: asyncio.StreamWriter
 
@@ -80,6 +83,12 @@ class FramePeer:
         except OSError:
             pass
 
+    async def close(self, code: int = 1000) -> int | None:
+        """Close as a browser does: a close frame, then the server's close frame back."""
+        self.send_frame(struct.pack("!H", code), opcode=8)
+        await self.writer.drain()
+        return await self.close_code()
+
     def send_frame(
         self, payload: bytes, *, opcode: int = 1, rsv1: bool = False, only: int | None = None
     ) -> None:
@@ -116,6 +125,16 @@ class FramePeer:
             payload = await self.reader.readexactly(size)
         return Frame(bool(first & 0x80), bool(first & 0x40), first & 0x0F, payload)
 
+    def text(self, frame: Frame) -> str:
+        """A frame's message, inflated as the answer says: when the server keeps its context, by
+        one inflater across the connection's messages, as a browser does; else each on its own.
+        Every compressed message must come through here, in order."""
+        if not frame.rsv1 or "server_no_context_takeover" in (self.extensions or ""):
+            return frame.text()
+        if self._inflater is None:
+            self._inflater = zlib.decompressobj(-15)
+        return self._inflater.decompress(frame.payload + TAIL).decode()
+
     async def message(self, timeout: float = TIMEOUT) -> tuple[Frame, dict[str, Any]]:  # noqa: ASYNC109
         """The next text frame and its message, answering pings on the way."""
         while True:
@@ -124,10 +143,12 @@ class FramePeer:
                 raise ConnectionError(f"closed: {close_code(frame)}")
             if frame.opcode != 1:
                 continue
-            message: dict[str, Any] = orjson.loads(frame.text())
+            text = self.text(frame)
+            message: dict[str, Any] = orjson.loads(text)
             if message.get("type") == "ping":
                 await self.send({"type": "pong"})
                 continue
+            self.last_text = text
             return frame, message
 
     async def init(self, token: str | None = None) -> dict[str, Any]:
