@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,10 +127,35 @@ class Server:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def wait_quiet(self, busy: float = 0.15, within: float = 60.0) -> None:
+        """Until the server uses less than `busy` of a core over half a second (keepalives and
+        the sweeper cost a few percent at 10,000 sessions)."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            before = self.cpu_seconds()
+            time.sleep(0.5)
+            if self.cpu_seconds() - before < busy * 0.5:
+                return
+        say(f"  {self.name} still busy {within:g} s after the probes: measuring anyway")
+
     def rss_kb(self) -> int:
         assert self.proc is not None
         status = Path(f"/proc/{self.proc.pid}/status").read_text()
         return int(status.split("VmRSS:")[1].split()[0])
+
+    def compression(self) -> dict[str, float]:
+        """Switchboard's compression counters from /metrics (nothing for the other servers)."""
+        if not self.name.startswith("switchboard"):
+            return {}
+        url = f"http://127.0.0.1:{self.port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            text = reply.read().decode()
+        wanted = ("switchboard_ws_compressions_total", "switchboard_ws_compression_reused_total")
+        return {
+            name: float(value)
+            for name, _, value in (line.partition(" ") for line in text.splitlines())
+            if name in wanted
+        }
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -188,11 +214,12 @@ def run_one(server: Server, n: int, rate: float, events: int, workload: str) -> 
             "--client",
             CLIENT,
         ],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert loadgen.stdout is not None
+    assert loadgen.stdout is not None and loadgen.stdin is not None
     line = loadgen.stdout.readline().strip()
     if not line.startswith("CONNECTED"):
         raise RuntimeError(f"load generator failed: {line} {loadgen.stderr.read() if loadgen.stderr else ''}")
@@ -205,7 +232,11 @@ def run_one(server: Server, n: int, rate: float, events: int, workload: str) -> 
     probe.wait(10)
     if line != "READY":
         raise RuntimeError(f"sessions never all received a probe: {line}")
-    time.sleep(0.5)
+    # The probes sent before every session had one are still going out (at W4, 10,000 deliveries
+    # each, seconds of them): the measurement starts once the server is quiet, not during them.
+    server.wait_quiet()
+    loadgen.stdin.write("counting\n")  # the wire bytes are counted from here
+    loadgen.stdin.flush()
     abuser = None
     if "noisy" in workload:  # one client hammering the server with what issue 15's attacker sent
         abuser = subprocess.Popen(
@@ -222,6 +253,7 @@ def run_one(server: Server, n: int, rate: float, events: int, workload: str) -> 
             text=True,
         )
         time.sleep(1.0)
+    compression_before = server.compression()  # a scrape costs CPU: outside what is measured
     cpu_before = server.cpu_seconds()
     published = subprocess.run(
         publisher(server, "--rate", str(rate), "--events", str(events)),
@@ -234,6 +266,7 @@ def run_one(server: Server, n: int, rate: float, events: int, workload: str) -> 
     result = json.loads(loadgen.stdout.readline())
     cpu = server.cpu_seconds() - cpu_before
     rss_end = server.rss_kb()  # before the load generator closes its sockets
+    compression = {k: v - compression_before.get(k, 0) for k, v in server.compression().items()}
     loadgen.wait(30)
     abused = None
     if abuser is not None:
@@ -255,6 +288,12 @@ def run_one(server: Server, n: int, rate: float, events: int, workload: str) -> 
         client_deflate=DEFLATE == "on",
         client=CLIENT,
         abuser=abused,
+        # zlib calls per delivery while the events went out (window mode's contexts: ws/contexts.py)
+        compressions_per_delivery=(
+            compression.get("switchboard_ws_compressions_total", 0) / result["deliveries"]
+            if compression and result["deliveries"]
+            else None
+        ),
     )
     say(
         f"  {result['deliveries_per_s'] or 0:,.0f} deliveries/s, p50 {1000 * (result['latency_s']['p50'] or 0):.1f} ms,"
@@ -262,6 +301,11 @@ def run_one(server: Server, n: int, rate: float, events: int, workload: str) -> 
         f" {result['rss_per_connection_kb']:.1f} KB/connection idle,"
         f" {result['rss_after_traffic_per_connection_kb']:.1f} after, {result['cpu_ms_per_1000_deliveries'] or 0:.0f} ms CPU"
         f" per 1000 deliveries, {result['wire_bytes_per_delivery'] or 0:.0f} B/delivery on the wire ({result['extensions']})"
+        + (
+            f", {result['compressions_per_delivery']:.3f} compressions per delivery"
+            if result["compressions_per_delivery"] is not None
+            else ""
+        )
     )
     return result
 

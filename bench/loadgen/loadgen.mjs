@@ -73,6 +73,10 @@ function checkReady() {
   if (!announced && connected === N && probed >= alive) { announced = true; bytesAtReady = bytesRead(); console.log("READY"); }
 }
 
+// The runner writes a line once the probes still on their way have arrived (the server is quiet):
+// the bytes on the wire are counted from then, the events' only.
+process.stdin.on("data", () => { bytesAtReady = bytesRead(); });
+
 // --mode sse: each session is a GraphQL-over-SSE stream (POST, Accept: text/event-stream), as
 // EventSource or graphql-sse opens it; each `data:` line is one event.
 const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
