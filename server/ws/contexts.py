@@ -22,8 +22,9 @@ socket to the context after it; the first socket to take a step compresses it on
 context, and the others find the result in `Context.steps`. A fan-out does not reach every socket
 in turn, though: a writer sends a socket everything queued for it, so the first sockets may be
 several events ahead before the rest get the first. So a context no socket holds any more stays
-while a step of a live context still leads to it (`cached`), the least recently left of them
-(`MAX_IDLE`) kept, the others let go; and a socket takes its own context along (no copy) only
+while a step of a live context still leads to it (`cached`), up to half the budget of them
+(`IDLE_SHARE`; at saturation the sockets of one fan-out are thousands of events apart), the
+least recently left let go first; and a socket takes its own context along (no copy) only
 when it is the one holder and no step leads there, as on a history of its own.
 
 The count of live contexts is bounded (`Budget`): past it, a socket that would need a new one is
@@ -44,7 +45,8 @@ FILLER = 0xFF  # never in UTF-8, so never the target of a reference from a text 
 LEVEL = 1
 MEM_LEVEL = 1  # with a 2 KiB window, about 15 KB of zlib state (15 bits, level 8: ~87 KB)
 MAX_STEPS = 8  # steps remembered per context: how many ways its sockets can part at once
-MAX_IDLE = 64  # contexts kept that no socket holds, for sockets still behind (about 1 MB)
+MAX_IDLE = 64  # contexts kept that no socket holds, for sockets still behind, at least (1 MB)
+IDLE_SHARE = 2  # and up to 1/IDLE_SHARE of the budget: a saturated fan-out spreads sockets wide
 CONTEXT_BYTES = 16 << 10  # what a context costs, resident (15.1 KB measured over 10,000 copies)
 
 
@@ -172,7 +174,7 @@ class Contexts:
             self._kill(context)
             return
         self._idle[context] = None
-        if len(self._idle) > MAX_IDLE:
+        if len(self._idle) > max(MAX_IDLE, self._budget.limit // IDLE_SHARE):
             self._kill(next(iter(self._idle)))
 
     def _uncache(self, context: Context) -> None:
