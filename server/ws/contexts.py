@@ -91,9 +91,6 @@ class Contexts:
     def _deflater(self) -> zlib._Compress:
         return zlib.compressobj(LEVEL, zlib.DEFLATED, -self.window_bits, MEM_LEVEL)
 
-    def __len__(self) -> int:
-        return len(self._by_key)
-
     def step(self, context: Context, step: Step) -> tuple[bytes, Context] | None:
         """The deflate data of `step`'s payload sent from `context` (its sync flush left off), and
         the context the socket is in after it; None when a new context would be past the budget.
@@ -112,7 +109,8 @@ class Contexts:
         elif not self._room():
             return None
         else:
-            deflater = context.deflater.copy() if context.deflater is not None else None
+            assert context.deflater is not None  # a context a socket holds is alive
+            deflater = context.deflater.copy()
         assert deflater is not None
         own, payload = step
         if own:
