@@ -218,14 +218,24 @@ def benchmark_event(i: int) -> str:
     return f"event {i}: " + "x" * 150
 
 
+@pytest.fixture(scope="module")
+def windowed_uvicorn() -> Iterator[ServerProcess]:
+    env = {"SWITCHBOARD_WS_COMPRESSION": "window", "SWITCHBOARD_MUTATION_RATE": "1000"}
+    server = ServerProcess(env, server="uvicorn").start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("name", ["windowed", "windowed_uvicorn"])
 async def test_window_mode_keeps_the_servers_context_for_a_fraction_of_the_bytes(
-    windowed: ServerProcess,
+    request: pytest.FixtureRequest, name: str
 ) -> None:
     """SWITCHBOARD_WS_COMPRESSION=window: the answer keeps the server's context (no
     server_no_context_takeover), frames refer back to the ones before them, and a client
     inflating with one context across messages (as browsers do) reads every event, of its own
     user's as much as of everyone's; events of the benchmark's size cost under a third of their
-    bytes on the wire."""
+    bytes on the wire. Under hypercorn and uvicorn alike."""
+    windowed: ServerProcess = request.getfixturevalue(name)
     user = unique("u")
     async with FramePeer("127.0.0.1", windowed.port) as peer:
         assert peer.extensions == "permessage-deflate; client_no_context_takeover"
