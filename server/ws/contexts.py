@@ -175,9 +175,13 @@ class Contexts:
         if len(self._idle) > max(MAX_IDLE, self._budget.limit // IDLE_SHARE):
             self._kill(next(iter(self._idle)))
 
+    def _unreachable(self, context: Context) -> bool:
+        """No socket holds it and no step leads to it: no socket can use it again."""
+        return context.cached == 0 and context.holders == 0 and context is not self.empty
+
     def _uncache(self, context: Context) -> None:
         context.cached -= 1
-        if context.cached == 0 and context.holders == 0 and context is not self.empty:
+        if self._unreachable(context):
             self._kill(context)
 
     def _kill(self, context: Context) -> None:
@@ -193,8 +197,8 @@ class Contexts:
             self._idle.pop(context, None)
             for _, after in context.steps.values():
                 after.cached -= 1
-                if after.cached == 0 and after.holders == 0 and after is not self.empty:
-                    dead.append(after)
+                if self._unreachable(after):
+                    dead.append(after)  # here rather than by _uncache: no recursion down a chain
             context.steps.clear()
 
 

@@ -15,8 +15,9 @@ from typing import Any
 
 import orjson
 
+from switchboard.ws.deflate_blocks import TAIL
+
 CHROMIUM_OFFER = "permessage-deflate; client_max_window_bits"
-TAIL = b"\x00\x00\xff\xff"
 TIMEOUT = 5.0
 
 
