@@ -117,3 +117,44 @@ async def test_with_deflate_off_it_offers_nothing() -> None:
     assert offered is None
     assert lines[0] == {"answer": None}
     assert len([line for line in lines if "bytes" in line]) == len(messages())
+
+
+INFLATE = """
+import zlib from "node:zlib";
+import { Inflater } from "%s";
+const out = {};
+for (const takeover of [false, true]) {
+  const inflater = new Inflater(15, takeover);
+  out[takeover] = ["first", "second"].map((text) => {
+    try {
+      return inflater.inflate(zlib.deflateRawSync(Buffer.from(text))).toString(); // BFINAL=1
+    } catch (error) {
+      return error.message;
+    }
+  });
+}
+try {
+  new Inflater(15, true).inflate(Buffer.from("not deflate at all"));
+} catch (error) {
+  out.corrupt = error.message;
+}
+console.log(JSON.stringify(out));
+"""
+
+
+async def test_a_final_block_ends_the_stream_and_corrupt_data_is_an_error() -> None:
+    """Messages that end their deflate stream (BFINAL=1, as zlib's Z_FINISH writes) inflate one
+    after another without context takeover; with it the window cannot be carried over, and the
+    next message says so instead of inflating against a window it lacks."""
+    node = await asyncio.create_subprocess_exec(
+        "node",
+        "--input-type=module",
+        "-e",
+        INFLATE % (ROOT / "bench" / "loadgen" / "browser_socket.mjs").as_uri(),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(node.communicate(), 20)
+    result = json.loads(out)
+    assert result["false"] == ["first", "second"]
+    assert result["true"] == ["first", "a message after a final deflate block under context takeover"]
+    assert result["corrupt"].startswith("inflate: ")

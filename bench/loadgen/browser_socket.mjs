@@ -8,22 +8,30 @@
 // ten thousand sockets on two cores that load generator lags seconds behind the server and takes
 // the CPU the server needs, which no browser (one tab per socket, on its own machine) does.
 //
-// Context takeover uses zlib's public API: a message that refers back to earlier ones inflates
-// with the last window of what the socket has inflated as its dictionary (RFC 7692 7.2.2: the
-// window is the uncompressed data), which is what a zlib stream kept between messages holds.
+// Inflation keeps one raw-deflate stream per socket, as Chromium's WebSocketInflater does, so a
+// message that refers back to earlier ones finds them in the stream's window (RFC 7692 7.2.2).
+// It is kept when the server negotiated no context takeover too: those messages refer to nothing
+// before them, so what the window holds is never read (and pako's inflateReset leaves a stream
+// whose window has no size, which fails the next message longer than 64 KiB). Node's zlib has no
+// synchronous stream (inflateRawSync opens and closes one per call: 8-10 us for a 30-byte
+// message, and a copy of the window as its dictionary); pako's port of zlib's C API
+// (`pako/lib/zlib/*`, an entry point its package exports) is one, at 1-2 us.
 //
 // The events and fields are those of `ws` that the load generator uses: "upgrade" (response with
 // headers and socket), "open", "message" (Buffer), "close" (code), "error"; send(text), terminate().
 import crypto from "node:crypto";
 import { EventEmitter } from "node:events";
 import http from "node:http";
-import zlib from "node:zlib";
+import inflation from "pako/lib/zlib/inflate.js";
+import ZStream from "pako/lib/zlib/zstream.js";
 
 export const CHROMIUM_OFFER = "permessage-deflate; client_max_window_bits";
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 const TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]); // RFC 7692 7.2.2: appended before inflating
-const SYNC = { finishFlush: zlib.constants.Z_SYNC_FLUSH };
 const MAX_MESSAGE = 64 * 1024 * 1024;
+const Z_OK = 0, Z_STREAM_END = 1, Z_BUF_ERROR = -5, Z_SYNC_FLUSH = 2; // zlib.h
+const CHUNK = 64 * 1024;
+const scratch = new Uint8Array(CHUNK); // every socket inflates into it, one at a time, then copies
 
 /** The parameters of a permessage-deflate answer, or null when the server declined it. */
 export function parseAnswer(header) {
@@ -39,31 +47,46 @@ export function parseAnswer(header) {
   return answer;
 }
 
-/** What a socket has inflated lately: the dictionary for its next message. */
-class Window {
-  constructor(bits) {
-    this.size = 1 << bits;
-    this.buffer = Buffer.alloc(2 * this.size);
-    this.length = 0;
+/** A socket's raw-deflate stream: zlib's inflate() with a sync flush per message. */
+export class Inflater {
+  constructor(windowBits, takeover) {
+    this.stream = new ZStream();
+    this.windowBits = windowBits;
+    this.takeover = takeover;
+    const status = inflation.inflateInit2(this.stream, -windowBits); // negative: raw deflate
+    if (status !== Z_OK) throw new Error(`inflateInit2: ${status}`);
   }
 
-  view() {
-    return this.buffer.subarray(Math.max(0, this.length - this.size), this.length);
-  }
-
-  push(data) {
-    if (data.length >= this.size) {
-      data.copy(this.buffer, 0, data.length - this.size);
-      this.length = this.size;
-      return;
+  /** The message a compressed payload holds; throws past MAX_MESSAGE or on corrupt data. */
+  inflate(payload) {
+    const stream = this.stream;
+    if (stream === null) throw new Error("a message after a final deflate block under context takeover");
+    stream.input = Buffer.concat([payload, TAIL]);
+    stream.next_in = 0;
+    stream.avail_in = stream.input.length;
+    const parts = [];
+    let length = 0;
+    for (;;) {
+      stream.output = scratch;
+      stream.next_out = 0;
+      stream.avail_out = CHUNK;
+      const status = inflation.inflate(stream, Z_SYNC_FLUSH);
+      if (status !== Z_OK && status !== Z_STREAM_END && status !== Z_BUF_ERROR) {
+        throw new Error(`inflate: ${stream.msg || status}`);
+      }
+      length += stream.next_out;
+      if (length > MAX_MESSAGE) throw new Error("message too large");
+      parts.push(Buffer.from(scratch.subarray(0, stream.next_out)));
+      if (status === Z_STREAM_END) {
+        // A final block (BFINAL=1): the stream ends. Without context takeover the next message
+        // starts a new one; with it, the next would need this window carried over, which this
+        // client does not do (servers that flush with Z_SYNC_FLUSH, as all here, never end it).
+        this.stream = this.takeover ? null : new Inflater(this.windowBits, false).stream;
+        break;
+      }
+      if (stream.avail_out > 0 || status === Z_BUF_ERROR) break; // all in, all out
     }
-    if (this.length + data.length > this.buffer.length) {
-      // Keep the last window's worth at the front: each byte is moved at most once per window.
-      this.buffer.copy(this.buffer, 0, this.length - this.size, this.length);
-      this.length = this.size;
-    }
-    data.copy(this.buffer, this.length);
-    this.length += data.length;
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts, length);
   }
 }
 
@@ -75,7 +98,7 @@ export class BrowserSocket extends EventEmitter {
     this._pending = null; // bytes of a frame not yet whole
     this._fragments = [];
     this._compressed = false;
-    this._window = null;
+    this._inflater = null;
     this._closeCode = 1006;
     const key = crypto.randomBytes(16).toString("base64");
     const target = new URL(url.replace(/^ws/, "http"));
@@ -106,7 +129,7 @@ export class BrowserSocket extends EventEmitter {
       }
       const answer = parseAnswer(response.headers["sec-websocket-extensions"]);
       this.deflate = answer;
-      if (answer && !answer.serverNoContextTakeover) this._window = new Window(answer.windowBits);
+      if (answer) this._inflater = new Inflater(answer.windowBits, !answer.serverNoContextTakeover);
       this.socket = socket;
       this.readyState = 1;
       socket.setNoDelay(true);
@@ -201,19 +224,21 @@ export class BrowserSocket extends EventEmitter {
     if (!fin) return;
     const whole = this._fragments.length === 1 ? this._fragments[0] : Buffer.concat(this._fragments);
     this._fragments = [];
-    this.emit("message", this._compressed ? this._inflate(whole) : whole);
+    const message = this._compressed ? this._inflate(whole) : whole;
+    if (message !== null) this.emit("message", message);
   }
 
   _inflate(payload) {
-    const input = Buffer.concat([payload, TAIL]);
-    const window = this._window;
-    const options = window && window.length ? { ...SYNC, dictionary: window.view() } : SYNC;
-    const out = zlib.inflateRawSync(input, options);
-    if (window) window.push(out);
-    return out;
+    try {
+      return this._inflater.inflate(payload);
+    } catch (error) {
+      this._protocolError(error.message);
+      return null;
+    }
   }
 
   _protocolError(reason) {
+    this.readyState = 2; // stops _receive's loop: no frame after this one is read
     this.emit("error", new Error(reason));
     this._closeCode = 1002;
     this.socket.destroy();
