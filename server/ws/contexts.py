@@ -87,6 +87,7 @@ class Contexts:
         self.empty = Context(self._deflater(), ())  # lives as long as this does
         self._by_key: dict[tuple[Step, ...], Context] = {}
         self._idle: OrderedDict[Context, None] = OrderedDict()  # held by no socket, least recent first
+        self._max_idle = max(MAX_IDLE, budget.limit // IDLE_SHARE)
 
     def _deflater(self) -> zlib._Compress:
         return zlib.compressobj(LEVEL, zlib.DEFLATED, -self.window_bits, MEM_LEVEL)
@@ -157,7 +158,10 @@ class Contexts:
         target.holders += 1
         if target.holders == 1:
             self._idle.pop(target, None)
-        self.leave(source)
+        if source.holders > 1:  # leave's common case, without its call
+            source.holders -= 1
+        else:
+            self.leave(source)
 
     def leave(self, context: Context) -> None:
         context.holders -= 1
@@ -172,7 +176,7 @@ class Contexts:
             self._kill(context)
             return
         self._idle[context] = None
-        if len(self._idle) > max(MAX_IDLE, self._budget.limit // IDLE_SHARE):
+        if len(self._idle) > self._max_idle:
             self._kill(next(iter(self._idle)))
 
     def _unreachable(self, context: Context) -> bool:
@@ -221,6 +225,14 @@ class Seat:
         contexts, context = self.contexts, self.context
         if context is None:
             return None
+        found = context.steps.get(step)  # as Contexts.step begins, without its call: the common case
+        if found is not None and found[1].deflater is not None:
+            STATS.ws_compression_reused += 1
+            compressed, after = found
+            if after is not context:
+                contexts.move(context, after)
+                self.context = after
+            return compressed
         done = contexts.step(context, step)
         if done is None:
             contexts.move(context, contexts.empty)

@@ -256,6 +256,7 @@ class WindowDeflate(SharedDeflate):
         self._seat: Seat | None = None  # made by the handshake that keeps the server's context
         self._position = 0  # bytes of the compressed messages sent so far: the client's history
         self._prefix_at: dict[bytes, int] = {}  # where the last few frames' own bytes began
+        self._last_prefix = b""  # the own bytes of the last frame that had any
 
     def accept(self, offer: str) -> str | None:
         answer = super().accept(offer)
@@ -286,16 +287,24 @@ class WindowDeflate(SharedDeflate):
     def frame_outbound(
         self, proto: FrameDecoder | FrameProtocol, opcode: Opcode, rsv: RsvBits, data: bytes, fin: bool
     ) -> tuple[RsvBits, bytes]:
+        # Once per frame per socket: the common case (the socket's one subscription again, its
+        # event already compressed for another socket) is a few lookups, without the scan.
         seat = self._seat
         if seat is None:
             return super().frame_outbound(proto, opcode, rsv, data, fin)
-        if opcode is Opcode.CLOSE:
-            self._closing()
-        if opcode is not Opcode.TEXT or not fin or len(data) < self._min_bytes:
+        if opcode is not Opcode.TEXT:
+            if opcode is Opcode.CLOSE:
+                self._closing()
             return (rsv, data)
-        data = bytes(data)
-        split = data.find(SHARED_AFTER, 0, PREFIX_SCAN)
-        split = 0 if split < 0 else split + len(SHARED_AFTER)
+        if not fin or len(data) < self._min_bytes:
+            return (rsv, data)
+        prefix = self._last_prefix  # data is bytes: wsproto's _serialize_frame makes it so
+        if prefix and data.startswith(prefix):
+            split = len(prefix)  # '"payload":' overlaps no copy of itself: the first is there
+        else:
+            split = data.find(SHARED_AFTER, 0, PREFIX_SCAN)
+            split = 0 if split < 0 else split + len(SHARED_AFTER)
+            prefix = data[:split]
         if len(data) - split < self._min_bytes:
             return (rsv, data)
         payload = data[split:]
@@ -303,10 +312,11 @@ class WindowDeflate(SharedDeflate):
         if compressed is None:  # no context to spare: standalone, valid whatever came before
             compressed = self._compressor.compress(payload, seat.contexts.window_bits)
         if split:
-            prefix = data[:split]
             compressed = self._own_bytes(prefix) + compressed
-            if len(self._prefix_at) >= 8 and prefix not in self._prefix_at:
-                self._prefix_at.clear()
+            if prefix is not self._last_prefix:
+                if len(self._prefix_at) >= 8 and prefix not in self._prefix_at:
+                    self._prefix_at.clear()
+                self._last_prefix = prefix
             self._prefix_at[prefix] = self._position
         self._position += len(data)
         return (RSV1, compressed)
