@@ -24,6 +24,13 @@ def _extension(value: str | None) -> str:
     return "deflate, context takeover"
 
 
+def _cpu(run: dict[str, Any]) -> str:
+    """CPU per 1000 deliveries; of a repeated run, the median with the range of every run."""
+    median = _num(run.get("cpu_ms_per_1000_deliveries"), 0)
+    repeats = [r["cpu_ms_per_1000_deliveries"] or 0 for r in run.get("repeats", [])]
+    return f"{median} ({min(repeats):.0f}-{max(repeats):.0f} in {len(repeats)})" if repeats else median
+
+
 def markdown(runs: list[dict[str, Any]], machine: dict[str, Any]) -> str:
     lines = [
         f"Machine: {machine['cpus']} cores, Python {machine['python']}, Node {machine['node']}, {machine['platform']}.",
@@ -34,7 +41,13 @@ def markdown(runs: list[dict[str, Any]], machine: dict[str, Any]) -> str:
             if all(r.get("client_deflate", False) for r in runs)
             else " (except where the extension column is `-` and noted)"
         )
-        + "; `extension` is what the server answered.",
+        + "; `extension` is what the server answered."
+        + (
+            " A CPU figure with a range is the median of runs taken in turn with the other"
+            " servers of its row group (`--repeat`); the row is that median run."
+            if any("repeats" in r for r in runs)
+            else ""
+        ),
         "",
         "| workload | server | sessions | offered events/s | deliveries/s | p50 ms | p99 ms | lost "
         "| RSS/conn KB idle | RSS/conn KB after | CPU ms / 1000 deliveries | wire B / delivery | extension |",
@@ -45,7 +58,7 @@ def markdown(runs: list[dict[str, Any]], machine: dict[str, Any]) -> str:
         lines.append(
             f"| {r['workload']} | {r['server']} | {r['n']:,} | {r['rate']:g} | {r['deliveries_per_s'] or 0:,.0f} | "
             f"{_ms(lat['p50'])} | {_ms(lat['p99'])} | {r['lost']} | {r['rss_per_connection_kb']:.1f} | "
-            f"{_num(r.get('rss_after_traffic_per_connection_kb'))} | {_num(r.get('cpu_ms_per_1000_deliveries'), 0)} | "
+            f"{_num(r.get('rss_after_traffic_per_connection_kb'))} | {_cpu(r)} | "
             f"{_num(r.get('wire_bytes_per_delivery'), 0)} | {_extension(r.get('extensions'))} |"
         )
     return "\n".join(lines) + "\n"

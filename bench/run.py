@@ -143,19 +143,21 @@ class Server:
         status = Path(f"/proc/{self.proc.pid}/status").read_text()
         return int(status.split("VmRSS:")[1].split()[0])
 
-    def compression(self) -> dict[str, float]:
-        """Switchboard's compression counters from /metrics (nothing for the other servers)."""
+    def counters(self) -> dict[str, float]:
+        """Switchboard's compression counters and garbage-collector pauses (seconds, by
+        generation) from /metrics; nothing for the other servers."""
         if not self.name.startswith("switchboard"):
             return {}
         url = f"http://127.0.0.1:{self.port}/metrics"
         with urllib.request.urlopen(url, timeout=10) as reply:
             text = reply.read().decode()
         wanted = ("switchboard_ws_compressions_total", "switchboard_ws_compression_reused_total")
-        return {
-            name: float(value)
-            for name, _, value in (line.partition(" ") for line in text.splitlines())
-            if name in wanted
-        }
+        found = {}
+        for line in text.splitlines():
+            name, _, value = line.rpartition(" ")
+            if name in wanted or name.startswith("switchboard_gc_pause_seconds_sum"):
+                found[name] = float(value)
+        return found
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -253,7 +255,7 @@ def run_one(server: Server, n: int, rate: float, events: int, workload: str) -> 
             text=True,
         )
         time.sleep(1.0)
-    compression_before = server.compression()  # a scrape costs CPU: outside what is measured
+    counters_before = server.counters()  # a scrape costs CPU: outside what is measured
     cpu_before = server.cpu_seconds()
     published = subprocess.run(
         publisher(server, "--rate", str(rate), "--events", str(events)),
@@ -266,7 +268,7 @@ def run_one(server: Server, n: int, rate: float, events: int, workload: str) -> 
     result = json.loads(loadgen.stdout.readline())
     cpu = server.cpu_seconds() - cpu_before
     rss_end = server.rss_kb()  # before the load generator closes its sockets
-    compression = {k: v - compression_before.get(k, 0) for k, v in server.compression().items()}
+    counters = {k: v - counters_before.get(k, 0) for k, v in server.counters().items()}
     loadgen.wait(30)
     abused = None
     if abuser is not None:
@@ -290,10 +292,14 @@ def run_one(server: Server, n: int, rate: float, events: int, workload: str) -> 
         abuser=abused,
         # zlib calls per delivery while the events went out (window mode's contexts: ws/contexts.py)
         compressions_per_delivery=(
-            compression.get("switchboard_ws_compressions_total", 0) / result["deliveries"]
-            if compression and result["deliveries"]
+            counters.get("switchboard_ws_compressions_total", 0) / result["deliveries"]
+            if counters and result["deliveries"]
             else None
         ),
+        # the garbage collector's pauses while the events went out, by generation
+        gc_pause_s={
+            k.partition('generation="')[2].rstrip('"}'): v for k, v in counters.items() if "gc_pause" in k
+        },
     )
     say(
         f"  {result['deliveries_per_s'] or 0:,.0f} deliveries/s, p50 {1000 * (result['latency_s']['p50'] or 0):.1f} ms,"
@@ -310,8 +316,11 @@ def run_one(server: Server, n: int, rate: float, events: int, workload: str) -> 
     return result
 
 
-def plan(smoke: bool, sizes: list[int], workloads: set[str]) -> list[tuple[str, str, int, float, int]]:
-    """(workload, server, N, rate, events)"""
+Run = tuple[str, str, int, float, int]
+"""(workload, server, N, rate, events)"""
+
+
+def plan(smoke: bool, sizes: list[int], workloads: set[str]) -> list[Run]:
     if smoke:
         # switchboard-window: 30 compressed events, the first 16 standalone and the rest referring
         # back to them, which the load generator's sockets must inflate as a browser does.
@@ -325,7 +334,7 @@ def plan(smoke: bool, sizes: list[int], workloads: set[str]) -> list[tuple[str, 
         "channels-pubsub",
         "channels-redis",
     ]
-    runs = []
+    runs: list[Run] = []
     if "W1" in workloads:
         runs += [("W1 saturation", s, n, 200, 1000) for s in servers for n in sizes]
     if "W2" in workloads:
@@ -349,6 +358,38 @@ def plan(smoke: bool, sizes: list[int], workloads: set[str]) -> list[tuple[str, 
     return runs
 
 
+def interleaved(runs: list[Run], repeat: int) -> list[list[Run]]:
+    """The runs of each workload and size, `repeat` times over in turn: whatever drifts on the
+    machine during a group (another tenant, the CPU's clock) falls on every server alike."""
+    groups: dict[tuple[str, int], list[Run]] = {}
+    for run in runs:
+        groups.setdefault((run[0], run[2]), []).append(run)
+    return [group * repeat for group in groups.values()]
+
+
+def medians(measured: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each server's run with the median CPU per delivery (the lower middle of an even count),
+    with every run's key figures under `repeats`; a server run once is left as it is."""
+    by_server: dict[str, list[dict[str, Any]]] = {}
+    for result in measured:
+        by_server.setdefault(result["server"], []).append(result)
+    picked = []
+    for results in by_server.values():
+        if len(results) == 1:
+            picked.append(results[0])
+            continue
+        ordered = sorted(results, key=lambda r: r["cpu_ms_per_1000_deliveries"] or 0)
+        median = dict(ordered[(len(ordered) - 1) // 2])
+        median["repeats"] = [
+            {key: r[key] for key in REPEATED} | {"p99_s": r["latency_s"]["p99"]} for r in results
+        ]
+        picked.append(median)
+    return picked
+
+
+REPEATED = ("cpu_ms_per_1000_deliveries", "deliveries_per_s", "lost", "wire_bytes_per_delivery")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -361,6 +402,13 @@ def main() -> int:
     )
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--only", help="comma-separated servers")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run each workload's servers this many times, in turn (A B A B ...), and report each"
+        " server's median run by CPU per delivery, every run's figures beside it",
+    )
     parser.add_argument(
         "--client-deflate",
         choices=["on", "off"],
@@ -387,13 +435,16 @@ def main() -> int:
     say(f"redis-server on port {redis.port}")
     results: list[dict[str, Any]] = []
     try:
-        for workload, name, n, rate, events in runs:
-            server = SERVERS[name]()
-            server.start(redis.url)
-            try:
-                results.append(run_one(server, n, rate, events, workload))
-            finally:
-                server.stop()
+        for group in interleaved(runs, args.repeat):
+            measured: list[dict[str, Any]] = []
+            for workload, name, n, rate, events in group:
+                server = SERVERS[name]()
+                server.start(redis.url)
+                try:
+                    measured.append(run_one(server, n, rate, events, workload))
+                finally:
+                    server.stop()
+            results += medians(measured)
     finally:
         redis.stop()
     out = Path(args.out)
@@ -425,7 +476,11 @@ def main() -> int:
     if not args.smoke:
         plot(results, out / f"{stem}.png")
     say(f"wrote {out / stem}.json, .md" + ("" if args.smoke else ", .png"))
-    lost = sum(r["lost"] for r in results if r["server"] == "switchboard")
+    lost = sum(
+        sum(repeat["lost"] for repeat in r.get("repeats", [r]))
+        for r in results
+        if r["server"] == "switchboard"
+    )
     if lost:
         say(f"Switchboard lost {lost} deliveries")
         return 1
