@@ -460,15 +460,16 @@ def main() -> int:
         done = {(r["workload"], r["server"], r["n"]) for r in results}
         earlier = json.loads((out / f"{stem}.json").read_text())["runs"]
         results = [r for r in earlier if (r["workload"], r["server"], r["n"]) not in done] + results
-        order = ["W1 saturation", "W2 moderate", "W2 noisy neighbour", "W3 memory", "W4 scale", "SSE streams"]
-        names = list(SERVERS)
-        results.sort(
-            key=lambda r: (
-                order.index(r["workload"]) if r["workload"] in order else len(order),
-                names.index(r["server"]) if r["server"] in names else len(names),
-                r["n"],
-            )
+    # In the tables' order (runs were taken by row group: every server at one size in turn).
+    order = ["W1 saturation", "W2 moderate", "W2 noisy neighbour", "W3 memory", "W4 scale", "SSE streams"]
+    names = list(SERVERS)
+    results.sort(
+        key=lambda r: (
+            order.index(r["workload"]) if r["workload"] in order else len(order),
+            names.index(r["server"]) if r["server"] in names else len(names),
+            r["n"],
         )
+    )
     (out / f"{stem}.json").write_text(json.dumps({"machine": machine, "runs": results}, indent=2))
     from bench.report import markdown, plot
 
