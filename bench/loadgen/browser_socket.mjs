@@ -47,14 +47,19 @@ export function parseAnswer(header) {
   return answer;
 }
 
+function rawStream(windowBits) {
+  const stream = new ZStream();
+  const status = inflation.inflateInit2(stream, -windowBits); // negative: raw deflate
+  if (status !== Z_OK) throw new Error(`inflateInit2: ${status}`);
+  return stream;
+}
+
 /** A socket's raw-deflate stream: zlib's inflate() with a sync flush per message. */
 export class Inflater {
   constructor(windowBits, takeover) {
-    this.stream = new ZStream();
+    this.stream = rawStream(windowBits);
     this.windowBits = windowBits;
     this.takeover = takeover;
-    const status = inflation.inflateInit2(this.stream, -windowBits); // negative: raw deflate
-    if (status !== Z_OK) throw new Error(`inflateInit2: ${status}`);
   }
 
   /** The message a compressed payload holds; throws past MAX_MESSAGE or on corrupt data. */
@@ -81,7 +86,7 @@ export class Inflater {
         // A final block (BFINAL=1): the stream ends. Without context takeover the next message
         // starts a new one; with it, the next would need this window carried over, which this
         // client does not do (servers that flush with Z_SYNC_FLUSH, as all here, never end it).
-        this.stream = this.takeover ? null : new Inflater(this.windowBits, false).stream;
+        this.stream = this.takeover ? null : rawStream(this.windowBits);
         break;
       }
       if (stream.avail_out > 0 || status === Z_BUF_ERROR) break; // all in, all out

@@ -94,15 +94,11 @@ class Contexts:
 
     def step(self, context: Context, step: Step) -> tuple[bytes, Context] | None:
         """The deflate data of `step`'s payload sent from `context` (its sync flush left off), and
-        the context the socket is in after it; None when a new context would be past the budget.
-        The socket's holding moves along (`move`) only when the caller says so."""
+        the context the socket is in after it, for a step `context.steps` does not hold alive
+        (`Seat.step` looks there first); None when a new context would be past the budget. The
+        socket's holding moves along (`move`) only when the caller says so."""
         steps = context.steps
-        found = steps.get(step)
-        if found is not None:
-            if found[1].deflater is not None:
-                STATS.ws_compression_reused += 1
-                return found
-            del steps[step]  # the context after it has died since
+        steps.pop(step, None)  # a step whose context after it has died since
         own_it = context.holders == 1 and context.cached == 0 and context is not self.empty
         if own_it:  # a history no other socket has or will reach: no copy, the context goes along
             deflater = context.deflater
@@ -225,7 +221,7 @@ class Seat:
         contexts, context = self.contexts, self.context
         if context is None:
             return None
-        found = context.steps.get(step)  # as Contexts.step begins, without its call: the common case
+        found = context.steps.get(step)  # compressed already, for a socket that went this way
         if found is not None and found[1].deflater is not None:
             STATS.ws_compression_reused += 1
             compressed, after = found
