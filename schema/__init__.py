@@ -13,7 +13,7 @@ from switchboard.compat.strawberry_schema import graphql_schema_of
 from switchboard.schema.documents import ParseBesideTheLoop
 from switchboard.schema.errors import ErrorCodes, coded
 from switchboard.schema.events import DEFAULT_EVENT_TYPES, EventType
-from switchboard.schema.limits import LimitQueries, QueryLimits, validation_rules
+from switchboard.schema.limits import LimitQueries, QueryLimits, extra_rules
 from switchboard.schema.mutation import Mutation
 from switchboard.schema.query import Query
 from switchboard.schema.subscription import STREAM_FILTERS, FilterBuilder, make_subscription
@@ -46,7 +46,7 @@ class SwitchboardSchema(strawberry.Schema):
 
     def validation_rules(self, *, introspection: bool) -> tuple[type[ASTValidationRule], ...]:
         """Rules beyond the specification's, for the WebSocket endpoint's own validation."""
-        return validation_rules(self.limits, introspection=introspection)
+        return extra_rules(introspection=introspection)
 
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         # Strawberry logs every error with a traceback; refusals are expected, and ErrorCodes

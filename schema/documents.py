@@ -35,7 +35,8 @@ class ParseBesideTheLoop(SchemaExtension):
     async def on_validate(self) -> AsyncIterator[None]:
         context = self.execution_context
         document = context.graphql_document
-        if document is not None and len(context.query or "") > OFF_LOOP_LENGTH:
+        long = len(context.query or "") > OFF_LOOP_LENGTH
+        if document is not None and long and context.pre_execution_errors is None:
             # Setting the errors (even none) tells Strawberry validation has been done.
             schema = graphql_schema_of(context.schema)
             context.pre_execution_errors = await off_loop(

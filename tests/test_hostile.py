@@ -9,6 +9,7 @@ import string
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpx
 import pytest
 import websockets
 from hypothesis import HealthCheck, given, settings
@@ -251,3 +252,52 @@ async def test_a_flood_of_mutations_is_rate_limited_and_harms_nobody(bystander: 
     finally:
         server.stop()
     await bystander.check()
+
+
+def multiplying_fragments(levels: int, root: str, on: str) -> str:
+    """944 bytes at 23 levels: each fragment spreads the next twice (2^levels fields expanded)."""
+    fragments = [f"fragment F{i} on {on} {{ ...F{i + 1} ...F{i + 1} }}" for i in range(levels)]
+    return " ".join([f"{root} {{ ...F0 }}", *fragments, f"fragment F{levels} on {on} {{ __typename }}"])
+
+
+async def _refusal_over(transport: str, server: ServerProcess, document: str) -> str:
+    """What `transport` answers to `document`, unauthenticated: read until the refusal shows."""
+    if transport.startswith("ws"):
+        subprotocol = "graphql-ws" if transport == "ws-legacy" else "graphql-transport-ws"
+        async with RawPeer(server.ws_url, subprotocol) as peer:
+            await peer.init()
+            start = "start" if transport == "ws-legacy" else "subscribe"
+            await peer.send({"type": start, "id": "1", "payload": {"query": document}})
+            return str(await peer.recv_type("error"))
+    accept = {"sse": "text/event-stream", "multipart": "multipart/mixed;subscriptionSpec=1.0"}
+    headers = {"accept": accept.get(transport.removeprefix("get-"), "application/json")}
+    method = "GET" if transport.startswith("get") else "POST"
+    body = {"params": {"query": document}} if method == "GET" else {"json": {"query": document}}
+    received = ""
+    async with (
+        httpx.AsyncClient(timeout=5) as client,
+        client.stream(method, server.http_url, headers=headers, **body) as response,  # type: ignore[arg-type]
+    ):
+        async for chunk in response.aiter_text():
+            received += chunk
+            if "BAD_USER_INPUT" in received:
+                break
+    return received
+
+
+@pytest.mark.parametrize("transport", ["post", "get", "sse", "get-sse", "multipart", "ws", "ws-legacy"])
+async def test_fragments_that_multiply_are_refused_at_once_on_every_transport(
+    hostile_server: ServerProcess, bystander: Bystander, transport: str
+) -> None:
+    """A 944-byte document that expands to 2^23 fields froze the whole process for 27 s: now it
+    costs one visit per fragment, on every transport, as a query and as a subscription."""
+    for levels in (23, 60):
+        for root, on in (("query", "Query"), ("subscription", "Subscription")):
+            if transport in ("post", "get") and root != "query":
+                continue  # refused for its type: subscriptions take a stream or a socket
+            document = multiplying_fragments(levels, root, on)
+            async with asyncio.timeout(2):
+                answer = await _refusal_over(transport, hostile_server, document)
+            assert "operation is too many fields" in answer, (transport, answer[:300])
+            assert "BAD_USER_INPUT" in answer
+            await bystander.check()

@@ -47,7 +47,7 @@ class WebSocketEndpoint:
         self.documents = DocumentCache(
             api.graphql_schema,
             api.validation_rules(introspection=settings.introspection),
-            api.limits.max_tokens,
+            api.limits,
         )
         self.renderer = Renderer(api)
         self.flush_batch = FlushBatch()  # every socket's writer, started together after a fan-out

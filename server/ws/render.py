@@ -33,14 +33,13 @@ from graphql import (
     is_non_null_type,
     parse,
     print_ast,
-    specified_rules,
-    validate,
     visit,
 )
 
 from switchboard.messages.envelope import Envelope
 from switchboard.observability.stats import STATS
 from switchboard.offload import OFF_LOOP_LENGTH, off_loop
+from switchboard.query_cost import QueryLimits, admit
 from switchboard.token_limit import check_token_limit
 from switchboard.ws.api import GraphQLApi
 
@@ -147,12 +146,13 @@ class DocumentCache:
         self,
         schema: GraphQLSchema,
         rules: tuple[type[ASTValidationRule], ...] = (),
-        max_tokens: int | None = None,
+        limits: QueryLimits | None = None,
         size: int = 512,
     ) -> None:
         self._schema = schema
-        self._rules = (*specified_rules, *rules)
-        self._max_tokens = max_tokens
+        self._rules = rules
+        self._limits = limits or QueryLimits()
+        self._max_tokens = self._limits.max_tokens
         self._size = size
         self._items: OrderedDict[str, Prepared] = OrderedDict()
 
@@ -181,7 +181,8 @@ class DocumentCache:
         except GraphQLError as exc:
             prepared = Prepared(query, DocumentNode(definitions=()), (exc,))
         else:
-            prepared = Prepared(query, document, tuple(validate(self._schema, document, self._rules)))
+            errors = admit(self._schema, document, self._limits, self._rules)
+            prepared = Prepared(query, document, tuple(errors))
         return prepared
 
 
