@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from switchboard.engine.asgi import Message
 from switchboard.messages.envelope import Envelope
 from switchboard.publish import capture_into
-from switchboard.ws.asgi_types import Message
 
 if TYPE_CHECKING:  # the capture works with the plain (publish-only) install
     from switchboard.web.app import Switchboard

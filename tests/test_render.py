@@ -9,9 +9,9 @@ import strawberry
 from graphql import parse
 from strawberry.types import Info
 
+from switchboard.engine.render import Renderer
 from switchboard.messages.envelope import Envelope
 from switchboard.schema import DEFAULT_EVENT_TYPES, build_schema
-from switchboard.ws.render import Renderer
 
 
 @strawberry.type
@@ -80,8 +80,8 @@ def test_events_render_without_the_arguments_that_only_choose_them() -> None:
     selection uses stays, and subscriptions differing only in cursors share a rendering."""
     from graphql import print_ast
 
-    from switchboard.ws.operations import Multiplexed, plan
-    from switchboard.ws.render import Prepared
+    from switchboard.engine.plan import Multiplexed, plan
+    from switchboard.engine.render import Prepared
 
     prepared = Prepared(RESUMING, parse(RESUMING))
     planned = [
@@ -123,7 +123,7 @@ def test_an_event_reaching_sessions_one_at_a_time_is_still_rendered_once() -> No
 
 
 def test_the_kept_renderings_are_bounded() -> None:
-    from switchboard.ws.render import RECENT_EVENTS
+    from switchboard.engine.render import RECENT_EVENTS
 
     renderer = Renderer(schema)
     first = Envelope(type="shared", group="all")

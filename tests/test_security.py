@@ -261,17 +261,36 @@ async def test_query_cost_limits(memory_server: ServerProcess, name: str, query:
         assert (await ws.session_info())["userId"] == "x"
 
 
-async def test_mutation_rate_limit_per_connection(prod: ServerProcess) -> None:
-    async with WsClient(prod.ws_url, token(unique("u"))) as client:
+def _outcome(exc: Exception | None) -> str:
+    if exc is None:
+        return "ok"
+    return "RATE_LIMITED" if "RATE_LIMITED" in str(exc) else repr(exc)  # gql's TransportQueryError
+
+
+async def test_the_mutation_budget_is_the_users_across_connections(prod: ServerProcess) -> None:
+    """Burst 4: two sockets of one user share it (a budget per connection would let each spend
+    four), and another user's budget is untouched."""
+    user = unique("u")
+    async with WsClient(prod.ws_url, token(user)) as one, WsClient(prod.ws_url, token(user)) as two:
         results = []
         for i in range(6):
             try:
-                await client.execute(OPEN, n=f"r{i % 2}")
-                results.append("ok")
-            except Exception as exc:  # gql raises TransportQueryError with the error payload
-                results.append("RATE_LIMITED" if "RATE_LIMITED" in str(exc) else repr(exc))
-        assert results[:4] == ["ok"] * 4
-        assert results[4:] == ["RATE_LIMITED"] * 2
+                await (one, two)[i % 2].execute(OPEN, n=f"r{i % 2}")
+                results.append(_outcome(None))
+            except Exception as exc:
+                results.append(_outcome(exc))
+        assert results == ["ok"] * 4 + ["RATE_LIMITED"] * 2
+        body = await http(prod.http_url, NOTIFY, token(user, publisher=True), g=f"user_{user}", m="x")
+        assert error_codes(body) == ["RATE_LIMITED"]  # over HTTP too: the same user's budget
+    async with WsClient(prod.ws_url, token(unique("u"))) as other:
+        await other.execute(OPEN, n="r0")
+
+
+async def test_publishing_mutations_spend_the_budget(prod: ServerProcess) -> None:
+    publisher = token(unique("pub"), publisher=True)
+    codes = [error_codes(await http(prod.http_url, NOTIFY, publisher, g="all", m="x")) for _ in range(5)]
+    codes += [error_codes(await http(prod.http_url, DATA, publisher, g="all", p={"x": 1}))]
+    assert codes == [[]] * 4 + [["RATE_LIMITED"]] * 2
 
 
 async def test_connections_per_process_are_limited() -> None:

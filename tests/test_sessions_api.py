@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from tests.conftest import token, unique
@@ -204,22 +205,49 @@ async def test_publishing_to_an_empty_group_succeeds(server: ServerProcess) -> N
     assert result["id"]
 
 
-async def test_disconnect_leaves_runtime_note_groups(server: ServerProcess) -> None:
-    user, note = unique("u"), unique()
-    async with WsClient(server.ws_url, token(user)) as watcher:
-        async with WsClient(server.ws_url, token(user)) as client:
-            sid = (await client.session_info())["id"]
-            await client.execute(OPEN_NOTE, note=note)
-        # The session is gone with its connection: its id is no longer found.
-        for _ in range(50):
-            body = await http(server.http_url, OPEN_NOTE, token(user), note=note, sid=sid)
-            if error_codes(body) == ["NOT_FOUND"]:
-                break
-            import asyncio
+PRESENCE_EVENTS = """subscription($g: [String!]) { events(groups: $g) {
+  __typename ... on PresenceEvent { group kind userId sessionId } } }"""
 
-            await asyncio.sleep(0.05)
+
+@pytest.mark.parametrize("transport", [TRANSPORT_WS, LEGACY_WS, "sse"])
+async def test_disconnect_leaves_every_group_on_every_transport(
+    server: ServerProcess, transport: str
+) -> None:
+    """A client that goes away leaves its notes (a LEAVE for its session, its id no longer
+    found), whatever carried it: nothing of it stays in the group behind it."""
+    user, note = unique("u"), unique()
+    group = f"note_{note}"
+    async with WsClient(server.ws_url, token(unique("w"))) as watcher:
+        await watcher.execute(OPEN_NOTE, note=note)
+        presence = await watcher.subscribe(PRESENCE_EVENTS, g=[group])
+        if transport == "sse":
+            async with (
+                httpx.AsyncClient(timeout=5) as http_client,
+                http_client.stream(
+                    "POST",
+                    server.http_url,
+                    headers={"accept": "text/event-stream", "authorization": f"Bearer {token(user)}"},
+                    json={
+                        "query": PRESENCE_EVENTS.replace("(groups: $g)", "(notes: $n)").replace(
+                            "($g: [String!])", "($n: [ID!])"
+                        ),
+                        "variables": {"n": [note]},
+                    },
+                ) as stream,
+            ):
+                sid = stream.headers["x-switchboard-session"]
+                joined = (await presence.next())["events"]
+        else:
+            async with WsClient(server.ws_url, token(user), subprotocol=transport) as client:
+                sid = (await client.session_info())["id"]
+                await client.execute(OPEN_NOTE, note=note)
+                joined = (await presence.next())["events"]
+        assert (joined["kind"], joined["sessionId"]) == ("JOIN", sid)
+        left = (await presence.next())["events"]
+        assert (left["kind"], left["sessionId"], left["userId"]) == ("LEAVE", sid, user)
+        body = await http(server.http_url, OPEN_NOTE, token(user), note=note, sid=sid)
         assert error_codes(body) == ["NOT_FOUND"]
-        assert f"note_{note}" not in (await watcher.session_info())["groups"]
+        assert f"note_{note}" in (await watcher.session_info())["groups"]
 
 
 async def test_query_session_over_http_is_null(server: ServerProcess) -> None:

@@ -1,4 +1,5 @@
-"""The per-socket FrameWriter: bounded, in order, and holding nothing while idle.
+"""The per-socket writer (engine.writer.FrameWriter, framed by ws.socket_writer): bounded, in
+order, and holding nothing while idle.
 
 The ASGI `send` here is a real coroutine that the test controls (it blocks until released), the
 way a socket whose peer stops reading blocks a server's send.
@@ -12,7 +13,8 @@ from typing import Any
 import pytest
 
 from switchboard.compat.eager_start import start_eagerly
-from switchboard.ws.writer import LARGE_FRAME, FlushBatch, FrameWriter, QueueMemory, SendBudget, frame_size
+from switchboard.engine.writer import LARGE_FRAME, FlushBatch, QueueMemory, SendBudget, frame_size
+from switchboard.ws.socket_writer import SocketWriter
 
 
 class Gate:
@@ -28,7 +30,7 @@ class Gate:
         self.sent.append(message)
 
 
-async def settle(writer: FrameWriter) -> None:
+async def settle(writer: SocketWriter) -> None:
     """Wait for the writer's drain task (if any) to finish."""
     task = writer._task
     if task is not None:
@@ -38,7 +40,7 @@ async def settle(writer: FrameWriter) -> None:
 
 async def test_frames_go_out_in_order_and_an_idle_writer_keeps_no_queue_or_task() -> None:
     gate = Gate()
-    writer = FrameWriter(gate, limit=8)
+    writer = SocketWriter(gate, limit=8)
     for i in range(5):
         assert writer.offer(f"f{i}")
     await settle(writer)
@@ -53,7 +55,7 @@ async def test_frames_go_out_in_order_and_an_idle_writer_keeps_no_queue_or_task(
 async def test_a_full_queue_refuses_instead_of_growing() -> None:
     gate = Gate()
     gate.open.clear()
-    writer = FrameWriter(gate, limit=3)
+    writer = SocketWriter(gate, limit=3)
     assert writer.offer("in flight")
     await asyncio.sleep(0)  # the drain task takes it and blocks in send
     assert all(writer.offer(f"q{i}") for i in range(3))
@@ -68,7 +70,7 @@ async def test_a_full_queue_refuses_instead_of_growing() -> None:
 async def test_close_drops_the_queue_unless_flushed_and_nothing_is_queued_after_it() -> None:
     gate = Gate()
     gate.open.clear()
-    dropped = FrameWriter(gate, limit=4)
+    dropped = SocketWriter(gate, limit=4)
     dropped.offer("in flight")
     await asyncio.sleep(0)
     dropped.offer("never sent")
@@ -82,7 +84,7 @@ async def test_close_drops_the_queue_unless_flushed_and_nothing_is_queued_after_
     ]
 
     flushed_gate = Gate()
-    flushed = FrameWriter(flushed_gate, limit=4)
+    flushed = SocketWriter(flushed_gate, limit=4)
     flushed.offer("last words")
     flushed.close(1001, "going away", flush=True)
     await settle(flushed)
@@ -92,7 +94,7 @@ async def test_close_drops_the_queue_unless_flushed_and_nothing_is_queued_after_
 async def test_stop_cancels_a_blocked_send_and_drops_what_is_queued() -> None:
     gate = Gate()
     gate.open.clear()
-    writer = FrameWriter(gate, limit=4)
+    writer = SocketWriter(gate, limit=4)
     writer.offer("blocked")
     writer.offer("queued")
     await asyncio.sleep(0)
@@ -161,7 +163,7 @@ async def test_cancelling_the_carried_on_task_cancels_the_coroutine_where_it_wai
 
 async def test_an_idle_socket_takes_a_frame_without_a_task() -> None:
     gate = Gate()
-    writer = FrameWriter(gate, limit=4)
+    writer = SocketWriter(gate, limit=4)
     assert writer.offer("at once")
     assert writer._task is None and [m["text"] for m in gate.sent] == ["at once"]
 
@@ -169,7 +171,7 @@ async def test_an_idle_socket_takes_a_frame_without_a_task() -> None:
 async def test_a_writer_stopped_before_its_batch_runs_sends_nothing() -> None:
     gate = Gate()
     batch = FlushBatch()
-    writer = FrameWriter(gate, limit=4, batch=batch)
+    writer = SocketWriter(gate, limit=4, batch=batch)
     writer.offer("queued")
     writer.close(1001, "going away", flush=True)
     await writer.stop()  # the connection ended before the loop came round to the batch
@@ -180,7 +182,7 @@ async def test_a_writer_stopped_before_its_batch_runs_sends_nothing() -> None:
 async def test_writers_woken_in_one_turn_are_started_together_after_it() -> None:
     gate = Gate()
     batch = FlushBatch()
-    writers = [FrameWriter(gate, limit=4, batch=batch) for _ in range(3)]
+    writers = [SocketWriter(gate, limit=4, batch=batch) for _ in range(3)]
     for i, writer in enumerate(writers):
         writer.offer(f"a{i}")
         writer.offer(f"b{i}")
@@ -193,7 +195,7 @@ async def test_writers_woken_in_one_turn_are_started_together_after_it() -> None
 async def test_the_queue_is_bounded_in_bytes_too_and_shares_payloads() -> None:
     gate = Gate()
     gate.open.clear()
-    writer = FrameWriter(gate, limit=100, max_bytes=1000)
+    writer = SocketWriter(gate, limit=100, max_bytes=1000)
     payload = "p" * 590  # rendered once, queued by reference: ('{"id":..', payload)
     assert writer.offer(("<", payload))
     await asyncio.sleep(0)  # in flight: no longer counted
@@ -205,7 +207,7 @@ async def test_the_queue_is_bounded_in_bytes_too_and_shares_payloads() -> None:
     assert [m["text"] for m in gate.sent] == ["<" + payload + "}"] * 2 + ["small"]
     assert writer.queued_bytes == 0
 
-    alone = FrameWriter(Gate(), limit=100, max_bytes=1000)
+    alone = SocketWriter(Gate(), limit=100, max_bytes=1000)
     assert alone.offer("x" * 5000)  # larger than the budget, but alone in an empty queue
     await settle(alone)
 
@@ -216,7 +218,7 @@ async def test_the_process_account_counts_a_shared_payload_once_and_sheds_when_o
     gates = [Gate() for _ in range(3)]
     for gate in gates:
         gate.open.clear()
-    writers = [FrameWriter(gate, limit=100, max_bytes=1 << 20, memory=memory) for gate in gates]
+    writers = [SocketWriter(gate, limit=100, max_bytes=1 << 20, memory=memory) for gate in gates]
     payload = "p" * 1000
     for writer in writers:
         writer.offer(("<a>", payload))  # taken in flight by each drain
@@ -243,7 +245,7 @@ async def test_large_frames_wait_for_the_process_send_budget_in_order() -> None:
     frame = ('{"id":"1","type":"next","payload":', "x" * (1 << 20))
     budget = SendBudget(limit=3 * frame_size(frame))
     gates = [Gate() for _ in range(10)]
-    writers = [FrameWriter(gate, limit=4, budget=budget) for gate in gates]
+    writers = [SocketWriter(gate, limit=4, budget=budget) for gate in gates]
     for gate in gates:
         gate.open.clear()
     for writer in writers:
@@ -261,12 +263,12 @@ async def test_large_frames_wait_for_the_process_send_budget_in_order() -> None:
 
 async def test_small_frames_never_wait_for_the_send_budget() -> None:
     budget = SendBudget(limit=1)
-    big = FrameWriter(blocked := Gate(), limit=4, budget=budget)
+    big = SocketWriter(blocked := Gate(), limit=4, budget=budget)
     blocked.open.clear()
     big.offer("y" * LARGE_FRAME)
     await asyncio.sleep(0)
     gate = Gate()
-    small = FrameWriter(gate, limit=4, budget=budget)
+    small = SocketWriter(gate, limit=4, budget=budget)
     small.offer("hello")
     await settle(small)
     assert [m["text"] for m in gate.sent] == ["hello"]

@@ -25,7 +25,9 @@ from typing import Any
 
 import orjson
 
-from switchboard import close_codes
+from switchboard.engine.asgi import Receive, Scope, Send, client_address
+from switchboard.engine.delivery import Delivery
+from switchboard.engine.errors import coded
 from switchboard.exceptions import (
     BadUserInput,
     NotFound,
@@ -49,11 +51,6 @@ from switchboard.streams.requests import (
     read_body,
 )
 from switchboard.streams.stream import HttpStream
-from switchboard.ws.api import GraphQLApi
-from switchboard.ws.asgi_types import Receive, Scope, Send, client_address
-from switchboard.ws.endpoint import WebSocketEndpoint
-from switchboard.ws.opening import open_session
-from switchboard.ws.protocol import coded
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +67,7 @@ class Reservation:
     token: str
     user: User | None
     owner: str
+    handshake: Handshake | None
     made_at: float = field(default_factory=time.monotonic)
     stream: HttpStream | None = None
 
@@ -77,10 +75,9 @@ class Reservation:
 class StreamEndpoint:
     """Serves the streaming requests of /graphql; holds the open streams and reservations."""
 
-    def __init__(self, services: Services, api: GraphQLApi, websockets: WebSocketEndpoint) -> None:
+    def __init__(self, services: Services, delivery: Delivery) -> None:
         self.services = services
-        self.api = api
-        self.websockets = websockets  # its renderer, documents, queues and budgets are shared
+        self.delivery = delivery
         self.streams: set[HttpStream] = set()
         self.reservations: dict[str, Reservation] = {}
         self.owners: Counter[str] = Counter()  # streams and reservations per user (or @address)
@@ -143,10 +140,12 @@ class StreamEndpoint:
         except SwitchboardError as exc:
             await self._refuse(send, framing, exc)
             return
-        known, user = await self._authenticate(scope, send, framing)
+        known, user, handshake = await self._authenticate(scope, send, framing)
         if not known:
             return
-        stream = await self._open(scope, send, framing, user, distinct=True, last_event_id=last_event_id)
+        stream = await self._open(
+            scope, send, framing, user, handshake, distinct=True, last_event_id=last_event_id
+        )
         if stream is None:
             return
         try:
@@ -156,19 +155,12 @@ class StreamEndpoint:
             self._close(stream)
 
     async def _run(self, stream: HttpStream, op_id: str, params: GraphQLParams) -> None:
-        _, operations = self.services.buckets_of(stream.context.user, stream.address)
-        if not operations.take():
-            stream.refuse(op_id, [coded("too many operations: slow down", "RATE_LIMITED")])
-            return
-        if len(stream.ops) >= self.services.settings.max_subscriptions:
-            stream.refuse(op_id, [coded("too many operations in flight on this stream", "RATE_LIMITED")])
-            return
-        await stream.start(op_id, params.query, params.variables, params.operation_name)
+        await stream.peer.start(op_id, params.query, params.variables, params.operation_name)
 
     # -- graphql-sse single connection mode --------------------------------------------------
 
     async def _reserve(self, scope: Scope, headers: dict[str, str], send: Send) -> None:
-        known, user = await self._authenticate(scope, send, None)
+        known, user, handshake = await self._authenticate(scope, send, None)
         if not known:
             return
         owner = _owner(user, scope)
@@ -177,7 +169,7 @@ class StreamEndpoint:
             raise refusal
         self._expire_reservations()
         token = secrets.token_urlsafe(24)
-        self.reservations[token] = Reservation(token, user, owner)
+        self.reservations[token] = Reservation(token, user, owner, handshake)
         self.owners[owner] += 1
         await _answer(send, 201, [(b"content-type", b"text/plain; charset=utf-8")], token.encode())
 
@@ -194,7 +186,9 @@ class StreamEndpoint:
                 send, 409, {"errors": [coded("the reservation's stream is already open", "CONFLICT")]}
             )
             return
-        stream = await self._open(scope, send, SSE_SINGLE, reservation.user, distinct=False, owned=True)
+        stream = await self._open(
+            scope, send, SSE_SINGLE, reservation.user, reservation.handshake, distinct=False, owned=True
+        )
         if stream is None:
             return
         reservation.stream = stream
@@ -214,7 +208,7 @@ class StreamEndpoint:
         stream = reservation.stream
         if stream is None:
             raise NotFound("the reservation's stream is not open: open it (GET) first")
-        if op_id in stream.ops:
+        if op_id in stream.peer.ops:
             await _json(send, 409, {"errors": [coded("an operation with that id is running", "CONFLICT")]})
             return
         await self._run(stream, op_id, params)
@@ -226,15 +220,16 @@ class StreamEndpoint:
         if not op_id:
             raise BadUserInput("operationId is missing")
         if reservation.stream is not None:
-            await reservation.stream.stop(op_id)
+            await reservation.stream.peer.stop(op_id)
         await _answer(send, 200, [], b"")
 
     # -- streams -----------------------------------------------------------------------------
 
     async def _authenticate(
         self, scope: Scope, send: Send, framing: Framing | None
-    ) -> tuple[bool, User | None]:
-        """(True, the caller), or (False, None) once it has been refused (the answer is sent)."""
+    ) -> tuple[bool, User | None, Handshake | None]:
+        """(True, the caller, what it presented), or (False, None, None) once it has been refused
+        (the answer is sent)."""
         handshake = Handshake.from_asgi(scope.get("headers"), None, client_address(scope), "http")
         try:
             user = await self.services.authenticator.authenticate(handshake)
@@ -245,8 +240,8 @@ class StreamEndpoint:
                 await _json(send, _status_of(exc), {"errors": [coded(str(exc), exc.code)]})
             else:
                 await self._refuse(send, framing, exc)
-            return False, None
-        return True, user
+            return False, None, None
+        return True, user, handshake
 
     def _refusal(self, owner: str, *, owned: int = 0) -> SwitchboardError | None:
         settings = self.services.settings
@@ -264,6 +259,7 @@ class StreamEndpoint:
         send: Send,
         framing: Framing,
         user: User | None,
+        handshake: Handshake | None,
         *,
         distinct: bool,
         last_event_id: dict[str, str] | None = None,
@@ -277,22 +273,21 @@ class StreamEndpoint:
             await self._refuse(send, framing, refusal)
             return None
         stream = HttpStream(self, scope, send, framing, user, distinct=distinct, last_event_id=last_event_id)
+        stream.peer.handshake = handshake
         try:
-            stream.session = await open_session(self.services, user, _closer(stream), lambda: True)
+            session = await stream.peer.open(user, stream.address, lambda: True)
         except SwitchboardError as exc:
             await self._refuse(send, framing, exc)
             return None
-        stream.context.session = stream.session
-        stream.context.bucket, _ = self.services.buckets_of(user, stream.address)
         self.streams.add(stream)
-        self.websockets.others.add(stream)
+        self.delivery.carriers.add(stream)
         if not owned:
             self.owners[owner] += 1
         headers = [
             (b"content-type", framing.content_type),
             (b"cache-control", b"no-cache"),
             (b"x-accel-buffering", b"no"),  # nginx: pass each event on at once
-            (b"x-switchboard-session", stream.session.id.encode()),
+            (b"x-switchboard-session", session.id.encode()),
         ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         if framing.start:
@@ -300,7 +295,7 @@ class StreamEndpoint:
         return stream
 
     def _close(self, stream: HttpStream) -> None:
-        self.websockets.others.discard(stream)
+        self.delivery.carriers.discard(stream)
         if stream in self.streams:
             self.streams.discard(stream)
             owner = stream.owner
@@ -346,7 +341,7 @@ class StreamEndpoint:
         """End every stream (SSE clients reconnect, to another server, and resume)."""
         self._stopping = True
         for stream in list(self.streams):
-            stream.end("server shutting down")
+            stream.finish("server shutting down")
         if self.streams:
             self._drained.clear()
             with suppress(TimeoutError):
@@ -374,16 +369,6 @@ class StreamEndpoint:
 
 def _owner(user: User | None, scope: Scope) -> str:
     return user.id if user is not None else f"@{client_address(scope)}"
-
-
-def _closer(stream: HttpStream) -> Any:
-    async def close(code: int, reason: str) -> None:
-        if code == close_codes.SLOW_CONSUMER:
-            stream.overflowed()  # what is queued is dropped: the client resumes from its last id
-        else:
-            stream.end(reason)
-
-    return close
 
 
 def _status_of(exc: SwitchboardError) -> int:

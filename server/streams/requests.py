@@ -9,8 +9,8 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from switchboard.engine.asgi import Receive, Scope
 from switchboard.exceptions import BadUserInput, PayloadTooLarge
-from switchboard.ws.asgi_types import Receive, Scope
 
 Transport = Literal["sse", "multipart", "json"]
 TOKEN_HEADER = "x-graphql-event-stream-token"

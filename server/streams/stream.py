@@ -1,11 +1,11 @@
 """One HTTP stream (an SSE response, a multipart response, or a single-connection reservation's
-SSE response): a session like a WebSocket connection's, its operations, and the writer of its body.
+SSE response) as a transport adapter of the engine: its framing, its keepalives and its end.
+engine.peer.Peer holds its session and operations, as it does a WebSocket connection's.
 
-A stream's subscriptions are the WebSocket's multiplexed listeners (ws/subscription.py) with the
-transport's framing; over SSE every event carries an `id` (streams/event_ids.py) from which a
-reconnect resumes. A stream ends when its client goes away, when its operation completes
-(distinct connections and multipart), or when the server ends it: its queue overflowed (a
-comment says why, and the client reconnects and resumes), the credentials expired, or shutdown.
+Over SSE every event carries an `id` (streams/event_ids.py) from which a reconnect resumes. A
+stream ends when its client goes away, when its operation completes (distinct connections and
+multipart), or when the server ends it: its queue overflowed (a comment says why, and the client
+reconnects and resumes), the credentials expired, or shutdown.
 """
 
 from __future__ import annotations
@@ -18,20 +18,18 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from switchboard import close_codes
 from switchboard.context import Context
-from switchboard.exceptions import SwitchboardError
+from switchboard.engine.asgi import Receive, Scope, Send, client_address
+from switchboard.engine.peer import Peer
+from switchboard.engine.plan import Multiplexed
+from switchboard.engine.subscription import Subscription
+from switchboard.engine.transport import Since
 from switchboard.messages.envelope import Envelope
 from switchboard.security.auth import User
-from switchboard.sessions.session import Session
 from switchboard.streams.event_ids import EventIds, current_cursor, resume_point
 from switchboard.streams.framing import Framing
 from switchboard.streams.writer import StreamWriter
-from switchboard.ws.asgi_types import Scope, Send, client_address
-from switchboard.ws.operations import Execute, Multiplexed, Stream, run_unmultiplexed
-from switchboard.ws.protocol import coded
-from switchboard.ws.render import Renderer
-from switchboard.ws.resume import catch_up
-from switchboard.ws.subscription import WsSubscription, join_notes, stop_subscription
 
 if TYPE_CHECKING:
     from switchboard.streams.endpoint import StreamEndpoint
@@ -41,17 +39,25 @@ log = logging.getLogger(__name__)
 OVERFLOWED = "slow consumer: the stream's queue overflowed; reconnect to resume"
 
 
-class StreamSubscription(WsSubscription):
+class StreamSubscription(Subscription):
     """A multiplexed subscription framed for an HTTP stream; over SSE each event has an id."""
 
     __slots__ = ("event_ids", "framing")
 
-    def __init__(self, stream: HttpStream, op_id: str, planned: Multiplexed, name: str | None) -> None:
+    def __init__(
+        self, peer: Peer, framing: Framing, op_id: str, planned: Multiplexed, name: str | None
+    ) -> None:
         super().__init__(
-            stream, op_id, planned.filter, planned.document, planned.variables, name, planned.key
+            peer,
+            op_id,
+            planned.filter,
+            planned.document,
+            planned.variables,
+            name,
+            planned.key,
+            framing.next_prefix(op_id),
         )
-        self.framing = stream.writer.framing
-        self._prefix = self.framing.next_prefix(op_id)
+        self.framing = framing
         self.event_ids: EventIds | None = None  # set once the positions are known (SSE)
 
     def prefix_of(self, message: Envelope) -> str:
@@ -61,27 +67,10 @@ class StreamSubscription(WsSubscription):
         return self.framing.next_prefix(self.id, ids.advance(message))
 
 
-Operation = StreamSubscription | asyncio.Task[None]
-
-
 class HttpStream:
-    """One streaming response; `ops` holds its operations by id ("" in distinct mode)."""
+    """One streaming response; its peer's operations are by id ("" in distinct mode)."""
 
-    legacy = False  # what WsSubscription asks of its connection
-
-    __slots__ = (
-        "_ended",
-        "_keepalive_sent",
-        "context",
-        "distinct",
-        "endpoint",
-        "last_event_id",
-        "ops",
-        "owner",
-        "scope",
-        "session",
-        "writer",
-    )
+    __slots__ = ("_ended", "_keepalive_sent", "distinct", "last_event_id", "owner", "peer", "scope", "writer")
 
     def __init__(
         self,
@@ -94,9 +83,6 @@ class HttpStream:
         distinct: bool,
         last_event_id: dict[str, str] | None = None,
     ) -> None:
-        settings = endpoint.services.settings
-        ws = endpoint.websockets
-        self.endpoint = endpoint
         self.scope = scope
         self.distinct = distinct  # one operation; the response ends when it completes
         self.last_event_id = last_event_id
@@ -104,34 +90,35 @@ class HttpStream:
         self.writer = StreamWriter(
             send,
             framing,
-            settings.queue_size,
+            endpoint.services.settings.queue_size,
             on_end=self._ended.set,
-            batch=ws.flush_batch,
-            max_bytes=settings.queue_bytes,
-            memory=ws.queue_memory,
-            budget=ws.send_budget,
+            **endpoint.delivery.writer_options(),
         )
-        self.context = Context(endpoint.services, user=user, request=self)
-        self.session: Session | None = None
-        self.ops: dict[str, Operation] = {}
+        context = Context(endpoint.services, user=user, request=self)
+        self.peer = Peer(endpoint.services, endpoint.delivery, self, context)
         self.owner = user.id if user is not None else f"@{client_address(scope)}"
         self._keepalive_sent = (time.monotonic(), 0)  # (when, writer.sent then)
 
     @property
     def session_id(self) -> str:
-        return self.session.id if self.session is not None else "-"
+        return self.peer.session_id
 
     @property
     def address(self) -> str | None:
         return client_address(self.scope)
 
     @property
-    def renderer(self) -> Renderer:
-        return self.endpoint.websockets.renderer
+    def framing(self) -> Framing:
+        return self.writer.framing
+
+    @property
+    def tracks_positions(self) -> bool:
+        """SSE in distinct mode: each event's id is the stream's position in every group."""
+        return not self.framing.multipart and not self.framing.single
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def serve(self, receive: Any) -> None:
+    async def serve(self, receive: Receive) -> None:
         """Until the client goes away or the stream ends; then every operation and group is left."""
         watcher = asyncio.get_running_loop().create_task(self._watch(receive), name="switchboard-stream-peer")
         try:
@@ -140,16 +127,16 @@ class HttpStream:
             watcher.cancel()
             with suppress(asyncio.CancelledError):
                 await watcher
-            await self._shutdown()
+            await self.peer.shutdown()
 
-    async def _watch(self, receive: Any) -> None:
+    async def _watch(self, receive: Receive) -> None:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 self._ended.set()
                 return
 
-    def end(self, reason: str = "") -> None:
+    def finish(self, reason: str = "") -> None:
         """End the response after what is queued (a comment giving `reason` first, over SSE)."""
         self.writer.close(0, reason, flush=True)
 
@@ -164,16 +151,6 @@ class HttpStream:
         """Ended to free the process's queue memory (the client reconnects and resumes)."""
         self.writer.close(0, "slow consumer: the server's queue memory is full; reconnect to resume")
 
-    async def _shutdown(self) -> None:
-        ops, self.ops = self.ops, {}
-        for op_id, op in ops.items():
-            await self._drop(op_id, op)
-        session, self.session = self.session, None
-        if session is not None:
-            await self.endpoint.services.control.disconnected(session)
-            await session.disconnect()
-        await self.writer.stop()
-
     def check(self, now: float, keepalive: float, stuck_after: float) -> None:
         """Called about once a second: stuck readers, keepalives, expired credentials."""
         writer = self.writer
@@ -183,10 +160,7 @@ class HttpStream:
             return
         if writer.closed:
             return
-        user = self.context.user
-        if user is not None and user.expires_at is not None and time.time() >= user.expires_at:
-            self.end("credentials expired: reconnect")
-            return
+        self.peer.check_credentials()
         when, sent = self._keepalive_sent
         if writer.sent != sent:
             self._keepalive_sent = (now, writer.sent)
@@ -194,81 +168,17 @@ class HttpStream:
             writer.offer(writer.framing.keepalive.decode())
             self._keepalive_sent = (now, writer.sent + 1)
 
-    # -- operations --------------------------------------------------------------------------
+    # -- the engine's Transport --------------------------------------------------------------
 
-    async def start(self, op_id: str, query: str, variables: dict[str, Any], name: str | None) -> None:
-        """Run one operation on this stream; its results and completion are framed on the body."""
-        planned = await self.endpoint.websockets.plan(query, variables, name)
-        if isinstance(planned, list):
-            self.refuse(op_id, planned)
-        elif isinstance(planned, Execute | Stream):
-            self._spawn(op_id, self._run(op_id, planned, query, variables, name))
-        else:
-            self._subscribe(op_id, planned, name)
+    def subscription(self, peer: Peer, op_id: str, planned: Multiplexed, name: str | None) -> Subscription:
+        return StreamSubscription(peer, self.framing, op_id, planned, name)
 
-    def refuse(self, op_id: str, errors: list[Any]) -> None:
-        """An operation that does not run: its errors as its only result, then complete."""
-        self._send(op_id, orjson.dumps({"errors": errors}).decode())
-        self._complete(op_id)
-
-    async def stop(self, op_id: str) -> bool:
-        """Stop one operation (single-connection DELETE); False if there is none with that id."""
-        op = self.ops.pop(op_id, None)
-        if op is None:
-            return False
-        await self._drop(op_id, op)
-        return True
-
-    async def _drop(self, op_id: str, op: Operation) -> None:
-        if isinstance(op, StreamSubscription):
-            await stop_subscription(op, self.session)
-            if self.session is not None and not self.session.closed:
-                await self.endpoint.services.control.changed(self.session)
-        else:
-            op.cancel()
-            with suppress(asyncio.CancelledError, Exception):
-                await op
-
-    def _subscribe(self, op_id: str, planned: Multiplexed, name: str | None) -> None:
-        session = self.session
-        if session is None:
-            return
-        subscription = StreamSubscription(self, op_id, planned, name)
-        subscription.held = []  # listen first, then join, find positions, replay: no gap
-        self.ops[op_id] = subscription
-        session.add_listener(subscription)
-        subscription.opening = asyncio.get_running_loop().create_task(
-            self._open(subscription, planned), name="switchboard-stream-open"
-        )
-
-    async def _open(self, subscription: StreamSubscription, planned: Multiplexed) -> None:
-        session = self.session
-        services = self.endpoint.services
-        if session is None:
-            return
-        error = await join_notes(subscription, planned.notes, session, services.authorizer, self.context.user)
-        if error is not None:
-            if self.ops.get(subscription.id) is subscription:
-                del self.ops[subscription.id]
-                session.remove_listener(subscription)
-                self.refuse(subscription.id, [coded(str(error), error.code)])
-            await services.control.changed(session)
-            return
-        await services.control.changed(session)  # its groups, its subscription count
-        since = list(planned.since)
-        if not self.writer.framing.multipart and not self.writer.framing.single:
-            since = await self._positions(subscription, since)
-        if not await catch_up(subscription, since, services.layer, session):
-            self.overflowed()
-
-    async def _positions(
-        self, subscription: StreamSubscription, since: list[tuple[str, str]]
-    ) -> list[tuple[str, str]]:
+    async def positions(self, subscription: Subscription, since: Since) -> Since:
         """Where the stream stands in every group it covers (its event ids start from there),
         and what to replay: `since` as given, and the groups `Last-Event-ID` names."""
-        session = self.session
-        layer = self.endpoint.services.layer
-        if session is None:
+        session = self.peer.session
+        layer = self.peer.services.layer
+        if session is None or not isinstance(subscription, StreamSubscription):
             return since
         covered = [
             g for g in session.groups if subscription.filter.groups is None or g in subscription.filter.groups
@@ -276,6 +186,7 @@ class HttpStream:
         explicit = {group for group, _ in since}
         resumed = self.last_event_id or {}
         positions: dict[str, str] = {}
+        since = list(since)
         for group in covered:
             if group in explicit:
                 continue
@@ -291,40 +202,30 @@ class HttpStream:
         subscription.event_ids = EventIds(positions)
         return since
 
-    def _spawn(self, op_id: str, work: Any) -> None:
-        async def run() -> None:
-            try:
-                await work
-            except SwitchboardError as exc:
-                self.refuse(op_id, [coded(str(exc), exc.code)])
-            finally:
-                if self.ops.get(op_id) is task:
-                    del self.ops[op_id]
+    def send_result(self, op_id: str, payload: dict[str, Any]) -> None:
+        self._send(op_id, orjson.dumps(payload).decode())
 
-        task = asyncio.get_running_loop().create_task(run(), name="switchboard-stream-op")
-        self.ops[op_id] = task
+    def send_error(self, op_id: str, errors: list[Any]) -> None:
+        """An operation that does not run: its errors as its only result, then complete."""
+        self._send(op_id, orjson.dumps({"errors": errors}).decode())
+        self.send_complete(op_id)
 
-    async def _run(
-        self, op_id: str, planned: Execute | Stream, query: str, variables: dict[str, Any], name: str | None
-    ) -> None:
-        def emit(payload: dict[str, Any]) -> None:
-            self._send(op_id, orjson.dumps(payload).decode())
-
-        errors = await run_unmultiplexed(
-            self.endpoint.api, planned, self.context, query, variables, name, emit
-        )
-        if errors is not None:
-            self.refuse(op_id, errors)
-        else:
-            self._complete(op_id)
-
-    def _send(self, op_id: str, payload: str) -> None:
-        if not self.writer.offer(self.writer.framing.result(op_id, payload)):
-            self.overflowed()
-
-    def _complete(self, op_id: str) -> None:
-        complete = self.writer.framing.complete(op_id)
+    def send_complete(self, op_id: str) -> None:
+        complete = self.framing.complete(op_id)
         if complete and not self.writer.offer(complete):
             self.overflowed()
         if self.distinct:
-            self.end()
+            self.finish()
+
+    def stopped(self, op_id: str) -> None:
+        return None
+
+    def end(self, code: int, reason: str) -> None:
+        if code == close_codes.SLOW_CONSUMER:
+            self.overflowed()  # what is queued is dropped: the client resumes from its last id
+        else:
+            self.finish(reason)
+
+    def _send(self, op_id: str, payload: str) -> None:
+        if not self.writer.offer(self.framing.result(op_id, payload)):
+            self.overflowed()

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from switchboard.engine.asgi import Send
+from switchboard.engine.writer import FlushBatch, Frame, FrameWriter, QueueMemory, SendBudget
 from switchboard.streams.framing import Framing
-from switchboard.ws.asgi_types import Send
-from switchboard.ws.writer import FlushBatch, Frame, FrameWriter, QueueMemory, SendBudget
 
 
 class StreamWriter(FrameWriter):

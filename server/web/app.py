@@ -9,6 +9,9 @@ from typing import Any, cast
 import orjson
 from quart import Quart, Response, send_from_directory
 
+from switchboard.engine.api import GraphQLApi
+from switchboard.engine.asgi import ASGIApp, Receive, Scope, Send, client_address
+from switchboard.engine.delivery import Delivery
 from switchboard.exceptions import Unavailable
 from switchboard.layers import RedisLayer
 from switchboard.observability.loop_lag import LoopLag
@@ -21,8 +24,6 @@ from switchboard.streams.endpoint import StreamEndpoint
 from switchboard.web.cors import Answer, Cors
 from switchboard.web.metrics import CONTENT_TYPE, SwitchboardCollector, make_registry, render
 from switchboard.web.view import STATIC, SwitchboardView
-from switchboard.ws.api import GraphQLApi
-from switchboard.ws.asgi_types import ASGIApp, Receive, Scope, Send, client_address
 from switchboard.ws.endpoint import WebSocketEndpoint
 
 log = logging.getLogger(__name__)
@@ -112,8 +113,9 @@ def create_app(settings: Settings | None = None, schema: Any = None) -> Switchbo
         schema = default_schema
     api: GraphQLApi = schema
     services = build_services(settings)
-    websockets = WebSocketEndpoint(services, api)
-    streams = StreamEndpoint(services, api, websockets)
+    delivery = Delivery(settings, api)  # the engine's shared parts; the transports adapt it
+    websockets = WebSocketEndpoint(services, delivery)
+    streams = StreamEndpoint(services, delivery)
     quart = Quart(__name__)
     # Bodies past this are refused (413) before they are read: nothing parses a 2 MB query.
     quart.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes

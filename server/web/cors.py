@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from typing import Any
 
+from switchboard.engine.asgi import Scope, Send
 from switchboard.security.origins import OriginPolicy
-from switchboard.ws.asgi_types import Scope, Send
 
 ALLOW_METHODS = b"GET, POST, PUT, DELETE, OPTIONS"  # PUT, DELETE: graphql-sse reservations
 ALLOW_HEADERS = b"authorization, content-type, accept, last-event-id, x-graphql-event-stream-token"

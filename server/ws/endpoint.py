@@ -7,55 +7,29 @@ import logging
 import time
 from collections import Counter
 from contextlib import suppress
-from typing import Any, Protocol
 
 from switchboard import close_codes
-from switchboard.observability.stats import STATS
+from switchboard.engine.asgi import Receive, Scope, Send, client_address
+from switchboard.engine.delivery import Delivery
 from switchboard.security.origins import OriginPolicy
 from switchboard.security.ratelimit import BucketTable
 from switchboard.services import Services
-from switchboard.ws.api import GraphQLApi
-from switchboard.ws.asgi_types import Receive, Scope, Send, client_address
 from switchboard.ws.connection import Connection
-from switchboard.ws.operations import Plan, plan
 from switchboard.ws.protocol import SUBPROTOCOLS
-from switchboard.ws.render import DocumentCache, Renderer
-from switchboard.ws.writer import FlushBatch, FrameWriter, QueueMemory, SendBudget
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 3.0
 
 
-class Sheddable(Protocol):
-    """Something whose writer counts in the process's queue memory, and which can be shed."""
-
-    @property
-    def writer(self) -> FrameWriter: ...
-    @property
-    def session_id(self) -> str: ...
-    def shed(self) -> None: ...
-
-
 class WebSocketEndpoint:
     """Accepts GraphQL WebSocket connections and runs one Connection for each."""
 
-    def __init__(self, services: Services, api: GraphQLApi) -> None:
+    def __init__(self, services: Services, delivery: Delivery) -> None:
         settings = services.settings
         self.services = services
-        self.api = api
-        self.documents = DocumentCache(
-            api.graphql_schema,
-            api.validation_rules(introspection=settings.introspection),
-            api.limits,
-        )
-        self.renderer = Renderer(api)
-        self.flush_batch = FlushBatch()  # every socket's writer, started together after a fan-out
-        self.queue_memory = QueueMemory(settings.queue_bytes_total, self._shed)
-        self.send_budget = SendBudget(settings.send_bytes_total)
+        self.delivery = delivery
         self.connections: set[Connection] = set()
-        # Others sharing the queue memory account (HTTP streams), shed with the sockets.
-        self.others: set[Sheddable] = set()
         self.origins = OriginPolicy(
             settings.allowed_origins, allow_any=settings.dev and not settings.allowed_origins
         )
@@ -99,6 +73,7 @@ class WebSocketEndpoint:
             return
         connection = Connection(self, scope, receive, send, subprotocol)
         self.connections.add(connection)
+        self.delivery.carriers.add(connection)
         self._pend(connection.address, +1)
         try:
             await connection.serve()
@@ -106,34 +81,9 @@ class WebSocketEndpoint:
             if connection.pending:
                 self._pend(connection.address, -1)
             self.connections.discard(connection)
+            self.delivery.carriers.discard(connection)
             if not self.connections:
                 self._drained.set()
-
-    async def plan(self, query: str, variables: dict[str, Any], name: str | None) -> Plan | list[Any]:
-        """How to run an operation (ws/operations.py), with this process's documents and limits:
-        for WebSocket connections and HTTP streams alike."""
-        settings = self.services.settings
-        prepared = await self.documents.prepare(query)
-        return plan(self.api, prepared, variables, name, settings.max_groups, settings.max_variables_bytes)
-
-    def _shed(self) -> None:
-        """The process's queues hold more than SWITCHBOARD_QUEUE_BYTES_TOTAL: close the sockets
-        (and HTTP streams, which share the account) with the most queued, the slowest readers,
-        with 4008 until they hold under 90% of it."""
-        memory = self.queue_memory
-        target = memory.limit * 0.9
-        carriers: list[Sheddable] = [*self.connections, *self.others]
-        for carrier in sorted(carriers, key=lambda c: c.writer.queued_bytes, reverse=True):
-            if memory.total <= target or carrier.writer.queued_bytes == 0:
-                break
-            STATS.overflows += 1
-            log.warning(
-                "session %s: %d bytes queued while the process holds %d; closing the slowest",
-                carrier.session_id,
-                carrier.writer.queued_bytes,
-                memory.total,
-            )
-            carrier.shed()
 
     def _refusal(self, scope: Scope) -> str | None:
         """Why a new socket is turned away (1013), or None."""

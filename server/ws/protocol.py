@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import enum
-from typing import Any
-
-from switchboard.observability.stats import STATS
 
 TRANSPORT_WS = "graphql-transport-ws"
 LEGACY_WS = "graphql-ws"
@@ -20,9 +17,3 @@ class State(enum.Enum):
     INITIALISING = "authenticating and joining groups"  # nothing may be sent before the ack
     READY = "acknowledged: operations run"
     CLOSING = "a close was sent, or the peer left"
-
-
-def coded(message: str, code: str) -> dict[str, Any]:
-    """A GraphQL error as the client sees it, with `extensions.code` (and counted)."""
-    STATS.errors[code] += 1
-    return {"message": message, "extensions": {"code": code}}

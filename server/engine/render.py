@@ -36,12 +36,12 @@ from graphql import (
     visit,
 )
 
+from switchboard.engine.api import GraphQLApi
 from switchboard.messages.envelope import Envelope
 from switchboard.observability.stats import STATS
 from switchboard.offload import OFF_LOOP_LENGTH, off_loop
 from switchboard.query_cost import QueryLimits, admit
 from switchboard.token_limit import check_token_limit
-from switchboard.ws.api import GraphQLApi
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
-"""A multiplexed subscription of one WebSocket connection: a Listener of its session that
-writes rendered frames to the connection's writer."""
+"""A multiplexed subscription: a Listener of its session that writes rendered frames to its
+transport's writer, whatever the transport."""
 
 from __future__ import annotations
 
@@ -7,23 +7,21 @@ import asyncio
 from contextlib import suppress
 from typing import Any, Protocol
 
-import orjson
-
+from switchboard.engine.render import Renderer
+from switchboard.engine.states import OperationState
+from switchboard.engine.writer import FrameWriter
 from switchboard.exceptions import SwitchboardError
 from switchboard.messages.envelope import Envelope
 from switchboard.messages.filters import EventFilter
 from switchboard.security.auth import User
 from switchboard.security.policy import Authorizer
 from switchboard.sessions.session import Session
-from switchboard.ws.render import Renderer
-from switchboard.ws.writer import FrameWriter
 
 
 class Carrier(Protocol):
-    """What a subscription writes through: a WebSocket connection, or an HTTP stream."""
+    """What a subscription delivers through (an engine.peer.Peer): its transport's writer, the
+    process's renderer, and the context its events render with."""
 
-    @property
-    def legacy(self) -> bool: ...
     @property
     def writer(self) -> FrameWriter: ...
     @property
@@ -34,11 +32,12 @@ class Carrier(Protocol):
     def context(self) -> Any: ...
 
 
-class WsSubscription:
+class Subscription:
     """A subscription multiplexed over its session: a Listener that writes rendered frames.
 
     While it joins the notes it declared and catches up on history, live events are held in
-    `held` (bounded like the queue) and released after the replay, without duplicates."""
+    `held` (bounded like the queue) and released after the replay, without duplicates: its state
+    is OPENING until then, LIVE after."""
 
     __slots__ = (
         "_conn",
@@ -63,6 +62,7 @@ class WsSubscription:
         variables: dict[str, Any],
         operation_name: str | None,
         key: object,
+        prefix: str,
     ) -> None:
         self._conn = conn
         self.id = op_id
@@ -74,11 +74,11 @@ class WsSubscription:
         self.held: list[Envelope] | None = None
         self.notes: tuple[str, ...] = ()  # notes joined for this subscription (it holds them)
         self.opening: asyncio.Task[None] | None = None  # joining notes, replaying history
-        quoted = orjson.dumps(op_id).decode()
-        if conn.legacy:
-            self._prefix = '{"type":"data","id":' + quoted + ',"payload":'
-        else:
-            self._prefix = '{"id":' + quoted + ',"type":"next","payload":'
+        self._prefix = prefix  # the transport's framing before the payload of a result
+
+    @property
+    def state(self) -> OperationState:
+        return OperationState.OPENING if self.held is not None else OperationState.LIVE
 
     def room(self) -> int:
         """Frames the connection's queue can still take."""
@@ -114,7 +114,7 @@ class WsSubscription:
 
 
 async def join_notes(
-    subscription: WsSubscription,
+    subscription: Subscription,
     notes: list[str],
     session: Session,
     authorizer: Authorizer,
@@ -133,7 +133,7 @@ async def join_notes(
     return None
 
 
-async def stop_subscription(subscription: WsSubscription, session: Session | None) -> None:
+async def stop_subscription(subscription: Subscription, session: Session | None) -> None:
     """Stop delivering to the subscription, end its opening (joining notes, replaying) if it is
     still under way, and let go of its notes."""
     if session is not None:
@@ -146,7 +146,7 @@ async def stop_subscription(subscription: WsSubscription, session: Session | Non
     await release_notes(subscription, session)
 
 
-async def release_notes(subscription: WsSubscription, session: Session | None) -> None:
+async def release_notes(subscription: Subscription, session: Session | None) -> None:
     """Let go of the notes the subscription holds (a note stays joined while another holds it)."""
     notes, subscription.notes = subscription.notes, ()
     if session is None or session.closed:

@@ -15,7 +15,7 @@ from switchboard.messages.groups import require_valid_group_name
 from switchboard.sessions.session import Session
 
 if TYPE_CHECKING:
-    from switchboard.ws.subscription import WsSubscription
+    from switchboard.engine.subscription import Subscription
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def resume_cursors(payload: dict[str, Any] | None, limit: int) -> dict[str, str]
 
 
 async def catch_up(
-    subscription: WsSubscription, since: list[tuple[str, str]], layer: GroupLayer, session: Session | None
+    subscription: Subscription, since: list[tuple[str, str]], layer: GroupLayer, session: Session | None
 ) -> bool:
     """A ResumeEvent per group, its missed events, then the held live ones; False if the
     connection's queue overflowed on the way (the caller closes it as slow, 4008).

@@ -1,6 +1,6 @@
-"""The one writer of a WebSocket: a bounded queue of text frames, sent without a task while the
-socket takes them, and by a task only while it has to wait (an idle connection holds neither a
-task nor a queue).
+"""The one writer of a transport (a WebSocket, an HTTP stream): a bounded queue of frames, sent
+without a task while the transport takes them, and by a task only while it has to wait (an idle
+connection holds neither a task nor a queue). ws.socket_writer and streams.writer frame them.
 
 Writers woken while the event loop runs one callback (the Redis reader fanning an event, or a
 burst of events, out to every local session) are started together by a `FlushBatch` right after
@@ -18,7 +18,7 @@ from contextlib import suppress
 from typing import Any
 
 from switchboard.compat.eager_start import start_eagerly
-from switchboard.ws.asgi_types import Send
+from switchboard.engine.asgi import Send
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ class FrameWriter:
         self,
         send: Send,
         limit: int,
-        name: str = "switchboard-ws-writer",
+        name: str = "switchboard-writer",
         batch: FlushBatch | None = None,
         max_bytes: int = 1 << 20,
         memory: QueueMemory | None = None,
@@ -268,12 +268,12 @@ class FrameWriter:
         self._task = start_eagerly(self._drain(), self._name)
 
     async def _send_frame(self, send: Send, frame: Frame) -> None:
-        # The one copy of a shared payload this socket makes, for as long as it is sent.
-        text = frame if isinstance(frame, str) else frame[0] + frame[1] + "}"
-        await send({"type": "websocket.send", "text": text})
+        """Send one frame in the transport's framing (each transport's writer says how)."""
+        raise NotImplementedError
 
     async def _send_close(self, send: Send, code: int, reason: str) -> None:
-        await send({"type": "websocket.close", "code": code, "reason": reason})
+        """End the transport: a close frame, the last chunk of a body."""
+        raise NotImplementedError
 
     async def _drain(self) -> None:
         send = self._send
@@ -304,7 +304,7 @@ class FrameWriter:
             raise
         except Exception as exc:
             # Each ASGI server says "that socket is gone" with an exception of its own.
-            log.debug("websocket send failed: %r", exc)
+            log.debug("send failed: %r", exc)
             self.closed = True
             self._drop()
         finally:

@@ -16,13 +16,13 @@ import orjson
 from graphql import DocumentNode, FieldNode, GraphQLError, OperationType
 from graphql.execution.values import get_argument_values, get_variable_values
 
+from switchboard.engine.api import GraphQLApi
+from switchboard.engine.errors import coded
+from switchboard.engine.render import Prepared
 from switchboard.exceptions import SwitchboardError
 from switchboard.layers.history import parse_cursor
 from switchboard.messages.filters import EventFilter
 from switchboard.messages.groups import note_group, require_valid_group_name
-from switchboard.ws.api import GraphQLApi
-from switchboard.ws.protocol import coded
-from switchboard.ws.render import Prepared
 
 
 @dataclass(frozen=True, slots=True)
