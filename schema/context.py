@@ -25,12 +25,6 @@ def require_user(context: Context) -> User:
     return context.user
 
 
-def require_ws_session(context: Context) -> Session:
-    if context.session is None:
-        raise BadUserInput("subscriptions are served over WebSocket (graphql-transport-ws or graphql-ws)")
-    return context.session
-
-
 def own_session(context: Context, session_id: str | None) -> Session | None:
     """The connection's own session when the mutation means it, else None (look it up by id)."""
     if session_id is None:

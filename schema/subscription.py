@@ -1,8 +1,10 @@
 """Subscriptions: typed streams drawn from the connection's one session.
 
-The WebSocket endpoint does not call these resolvers for the fields in STREAM_FILTERS: it reads
-the same filters and renders each event once for every subscriber with the same document (see
-server/ws/render.py). The resolvers define the fields and serve any other transport.
+Strawberry's resolvers below only declare the fields: every subscription, on every transport
+and in every form, is served by the delivery engine (switchboard.engine), which reads the
+arguments through STREAM_FILTERS and engine.plan and renders each event once for every
+subscriber with the same document (engine/render.py). One meaning per argument: if a resolver
+is ever reached, it refuses rather than serve a subscription that ignores `notes` and `since`.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from typing import Annotated, Any, Union
 import strawberry
 from strawberry.types import Info
 
+from switchboard.exceptions import BadUserInput
 from switchboard.messages.events import DATA, NOTIFY
 from switchboard.messages.filters import EventFilter
 from switchboard.messages.groups import require_valid_group_name
-from switchboard.schema.context import context_of, require_ws_session
 from switchboard.schema.events import EventType
 from switchboard.schema.types import DataEvent, NotifyEvent, SinceInput
 
@@ -51,11 +53,16 @@ STREAM_FILTERS: Mapping[str, FilterBuilder] = {
 """Root subscription field -> the events it streams, given its arguments."""
 
 
+_ENGINE_ONLY = BadUserInput(
+    "subscriptions are served over WebSocket (graphql-transport-ws or graphql-ws), "
+    "GraphQL over SSE or multipart, never by a resolver"
+)
+
+
 def make_subscription(event_types: Mapping[str, type[EventType]]) -> type:
     """The Subscription type, with an `Event` union of every registered event type."""
     members = tuple(event_types.values())
     event_union: Any = Annotated[Union[members], strawberry.union("Event")]  # noqa: UP007
-    renderers = dict(event_types)
 
     async def events(
         info: Info,
@@ -63,21 +70,16 @@ def make_subscription(event_types: Mapping[str, type[EventType]]) -> type:
         since: list[SinceInput] | None = None,
         notes: list[strawberry.ID] | None = None,
     ) -> AsyncGenerator[Any, None]:
-        # Over WebSocket the endpoint serves this field itself, resuming from `since`.
-        session = require_ws_session(context_of(info))
-        wanted = events_filter({"groups": groups}, renderers)
-        async for envelope in session.stream(groups=wanted.groups, types=wanted.types):
-            yield renderers[envelope.type].from_envelope(envelope)
+        raise _ENGINE_ONLY
+        yield
 
     async def notify(info: Info, group: str | None = None) -> AsyncGenerator[NotifyEvent, None]:
-        session = require_ws_session(context_of(info))
-        async for envelope in session.stream(groups=_group(group), types=(NOTIFY,)):
-            yield NotifyEvent.from_envelope(envelope)
+        raise _ENGINE_ONLY
+        yield
 
     async def data(info: Info, group: str | None = None) -> AsyncGenerator[DataEvent, None]:
-        session = require_ws_session(context_of(info))
-        async for envelope in session.stream(groups=_group(group), types=(DATA,)):
-            yield DataEvent.from_envelope(envelope)
+        raise _ENGINE_ONLY
+        yield
 
     events.__annotations__["return"] = AsyncGenerator[event_union, None]
 

@@ -47,6 +47,12 @@ class MalformedEnvelope(InvalidEvent):
     """Raised when bytes read from a layer are not a Switchboard envelope."""
 
 
+class BadRequest(SwitchboardError):
+    """Raised when a request is not one its method or transport allows (a mutation over GET)."""
+
+    code = "BAD_REQUEST"
+
+
 class RateLimited(SwitchboardError):
     """Raised when a connection or user sends mutations faster than its token bucket allows."""
 

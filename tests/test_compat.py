@@ -8,11 +8,11 @@ import inspect
 from functools import partial
 
 import pytest
-from graphql import GraphQLSchema
+from graphql import GraphQLSchema, OperationType
 from strawberry.http.async_base_view import AsyncBaseHTTPView
 
 from switchboard.compat.eager_start import start_eagerly
-from switchboard.compat.strawberry_http import RefuseSubscriptions, is_subscription
+from switchboard.compat.strawberry_http import RefuseSubscriptions, operation_type
 from switchboard.compat.strawberry_schema import graphql_schema_of
 from switchboard.compat.ws_extensions import MODULES, use_extension
 from switchboard.schema import build_schema
@@ -44,9 +44,10 @@ async def test_strawberry_http_view_still_has_the_execute_operation_we_override(
     assert SwitchboardView.__mro__.index(RefuseSubscriptions) < SwitchboardView.__mro__.index(
         AsyncBaseHTTPView
     )
-    assert await is_subscription("subscription { events { __typename } }", None)
-    assert not await is_subscription("{ me { id } }", None)
-    assert not await is_subscription("subscription {", None)  # Strawberry reports the syntax error
+    assert await operation_type("subscription { events { __typename } }", None) is OperationType.SUBSCRIPTION
+    assert await operation_type("mutation M { a } query Q { b }", "M") is OperationType.MUTATION
+    assert await operation_type("{ me { id } }", None) is OperationType.QUERY
+    assert await operation_type("subscription {", None) is None  # Strawberry reports the syntax error
 
 
 async def test_asyncio_futures_still_carry_the_blocking_flag_eager_starts_clear() -> None:

@@ -110,6 +110,40 @@ def test_events_render_without_the_arguments_that_only_choose_them() -> None:
     assert payload == '{"data":{"events":{"__typename":"NotifyEvent","message":"hi"}}}'
 
 
+SELECT = "{ __typename ... on NotifyEvent { message } }"
+ONE_SUBSCRIPTION_IN_EVERY_FORM = [
+    f"subscription {{ events {SELECT} }}",
+    f"subscription($g: [String!]) {{ events(groups: $g) {SELECT} }}",
+    "subscription { events(groups: [" + ", ".join(f'"g{i}"' for i in range(40)) + f"]) {SELECT} }}",
+    f'subscription {{ events(since: [{{group: "all", cursor: "e:1"}}], notes: ["5"]) {SELECT} }}',
+    f'subscription {{ ...R }} fragment R on Subscription {{ events(groups: ["all"]) {SELECT} }}',
+    f"subscription {{ ... on Subscription {{ ...R }} }} fragment R on Subscription {{ events {SELECT} }}",
+]
+
+
+def test_every_form_of_one_subscription_renders_with_one_document() -> None:
+    """Literal arguments choose events as variables do (a literal list of groups was coerced again
+    for every event), and fragments around the root field are the same subscription: all of
+    these render with the plain document, once per event for all of them."""
+    from graphql import print_ast
+
+    from switchboard.engine.plan import Multiplexed, plan
+    from switchboard.engine.render import Prepared
+
+    planned = [plan(schema, Prepared(q, parse(q)), {}, None) for q in ONE_SUBSCRIPTION_IN_EVERY_FORM]
+    assert all(isinstance(p, Multiplexed) for p in planned), planned
+    keys = {p.key for p in planned if isinstance(p, Multiplexed)}
+    texts = {print_ast(p.document) for p in planned if isinstance(p, Multiplexed)}
+    assert texts == {print_ast(parse(ONE_SUBSCRIPTION_IN_EVERY_FORM[0]))}
+    assert len(keys) == 1
+    renderer = Renderer(schema)
+    message = Envelope(type="notify", group="all", fields={"message": "hi", "status": "info"})
+    for p in planned:
+        assert isinstance(p, Multiplexed)
+        renderer.payload(message, p.key, "s", p.document, p.variables, None, {})
+    assert renderer.executions == 1
+
+
 def test_an_event_reaching_sessions_one_at_a_time_is_still_rendered_once() -> None:
     """Replays from the history decode a new Envelope per session, and other events are delivered
     in between; the rendering is kept by event id for the recent events."""

@@ -41,12 +41,3 @@ class GraphQLApi(Protocol):
         root_value: Any | None = None,
         operation_name: str | None = None,
     ) -> Any: ...
-
-    async def subscribe(
-        self,
-        query: str | None,
-        variable_values: dict[str, Any] | None = None,
-        context_value: Any | None = None,
-        root_value: Any | None = None,
-        operation_name: str | None = None,
-    ) -> Any: ...

@@ -17,7 +17,7 @@ from switchboard.engine.delivery import Delivery
 from switchboard.engine.errors import coded
 from switchboard.engine.opening import open_session
 from switchboard.engine.operations import Operation, Operations, Running
-from switchboard.engine.plan import Execute, Multiplexed, Stream, run_unmultiplexed
+from switchboard.engine.plan import Execute, Multiplexed, run_once
 from switchboard.engine.render import Renderer
 from switchboard.engine.resume import catch_up
 from switchboard.engine.subscription import Subscription, join_notes, stop_subscription
@@ -182,8 +182,8 @@ class Peer:
         planned = await self.delivery.plan(query, variables, name)
         if isinstance(planned, list):
             self.transport.send_error(op_id, planned)
-        elif isinstance(planned, Execute | Stream):
-            self._spawn(op_id, planned, query, variables, name)
+        elif isinstance(planned, Execute):
+            self._spawn(op_id, query, variables, name)
         else:
             await self._subscribe(op_id, planned, name)
 
@@ -260,37 +260,20 @@ class Peer:
         if not await catch_up(subscription, since, services.layer, session):
             self.transport.end(close_codes.SLOW_CONSUMER, "slow consumer: outgoing queue overflowed")
 
-    def _spawn(
-        self, op_id: str, planned: Execute | Stream, query: str, variables: dict[str, Any], name: str | None
-    ) -> None:
+    def _spawn(self, op_id: str, query: str, variables: dict[str, Any], name: str | None) -> None:
+        """Run a query or mutation in a task: its one result, then complete."""
+
         async def run() -> None:
             try:
-                await self._run(op_id, planned, query, variables, name)
+                payload = await run_once(self.delivery.api, self.context, query, variables, name)
             except SwitchboardError as exc:
                 self.transport.send_error(op_id, [coded(str(exc), exc.code)])
+            else:
+                self.transport.send_result(op_id, payload)
+                self.transport.send_complete(op_id)
             finally:
                 self.ops.discard(running)
 
-        running = Running(
-            op_id, asyncio.get_running_loop().create_task(run(), name=f"switchboard-op-{op_id[:16]}")
-        )
+        task = asyncio.get_running_loop().create_task(run(), name=f"switchboard-op-{op_id[:16]}")
+        running = Running(op_id, task)
         self.ops.add(running)
-
-    async def _run(
-        self, op_id: str, planned: Execute | Stream, query: str, variables: dict[str, Any], name: str | None
-    ) -> None:
-        """A query or mutation (one result), or a subscription field the engine does not
-        multiplex (Strawberry runs it per subscriber); then complete."""
-        errors = await run_unmultiplexed(
-            self.delivery.api,
-            planned,
-            self.context,
-            query,
-            variables,
-            name,
-            lambda payload: self.transport.send_result(op_id, payload),
-        )
-        if errors is not None:
-            self.transport.send_error(op_id, errors)
-        else:
-            self.transport.send_complete(op_id)

@@ -1,24 +1,25 @@
-"""Planning an operation: run it once (query, mutation), let Strawberry stream it, or multiplex it.
+"""Planning an operation: run it once (a query or mutation), or multiplex it (a subscription).
 
-A subscription to a field the schema knows how to filter (`events`, `notify`, ...) is not run
-per subscriber: it becomes a Listener of the session whose events are rendered once per
-distinct (document, variables) for every subscriber of the process.
+A subscription, in any form (plain, aliased, through fragments), is never run per subscriber:
+it becomes a Listener of the session whose events are rendered once per distinct (rendering
+document, variables) for every subscriber of the process. Its root field's arguments choose the
+events; they are checked here (lengths capped whether variables or literals) and play no part
+in rendering (engine.render.Prepared.for_rendering).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from graphql import DocumentNode, FieldNode, GraphQLError, OperationType
+from graphql import DocumentNode, GraphQLError, OperationType
 from graphql.execution.values import get_argument_values, get_variable_values
 
 from switchboard.engine.api import GraphQLApi
 from switchboard.engine.errors import coded
 from switchboard.engine.render import Prepared
+from switchboard.engine.root_field import root_field
 from switchboard.exceptions import SwitchboardError
 from switchboard.layers.history import parse_cursor
 from switchboard.messages.filters import EventFilter
@@ -28,11 +29,6 @@ from switchboard.messages.groups import note_group, require_valid_group_name
 @dataclass(frozen=True, slots=True)
 class Execute:
     """A query or mutation: one result, then complete."""
-
-
-@dataclass(frozen=True, slots=True)
-class Stream:
-    """A subscription field the endpoint does not multiplex: Strawberry runs it per subscriber."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +43,7 @@ class Multiplexed:
     notes: list[str]  # note ids to hold while the subscription runs
 
 
-Plan = Execute | Stream | Multiplexed
+Plan = Execute | Multiplexed
 
 
 def plan(
@@ -72,14 +68,15 @@ def plan(
         return [
             coded(f"a subscription's variables take at most {max_variables_bytes} bytes", "BAD_USER_INPUT")
         ]
-    (field, *rest) = operation.selection_set.selections
-    if not isinstance(field, FieldNode) or rest:
-        return Stream()
+    try:
+        field = root_field(prepared.document, operation)
+    except SwitchboardError as exc:
+        return [coded(str(exc), exc.code)]
     builder = api.stream_filters.get(field.name.value)
     schema = api.graphql_schema
     subscription_type = schema.subscription_type
     if builder is None or subscription_type is None:
-        return Stream()
+        return [coded(f"the subscription field {field.name.value!r} is not served", "BAD_USER_INPUT")]
     coerced = get_variable_values(schema, operation.variable_definitions or (), variables)
     if isinstance(coerced, list):
         return [api.format_error(e) for e in coerced]
@@ -102,9 +99,9 @@ def plan(
     )
     since = [(_field(s, "group"), _field(s, "cursor")) for s in (args.get("since") or ())]
     notes = [str(note) for note in dict.fromkeys(args.get("notes") or ())]
-    if len(since) > max_groups or len(notes) > max_groups:
+    if max(len(since), len(notes), len(args.get("groups") or ())) > max_groups:
         # No session is in more groups than this: a longer list is only work for the server.
-        return [coded(f"since and notes take at most {max_groups} entries", "BAD_USER_INPUT")]
+        return [coded(f"groups, since and notes take at most {max_groups} entries", "BAD_USER_INPUT")]
     try:
         for note in notes:
             note_group(note)
@@ -129,31 +126,13 @@ def result_payload(result: Any) -> dict[str, Any]:
     return payload
 
 
-async def run_unmultiplexed(
+async def run_once(
     api: GraphQLApi,
-    planned: Execute | Stream,
     context: Any,
     query: str,
     variables: dict[str, Any],
     name: str | None,
-    emit: Callable[[dict[str, Any]], None],
-) -> list[Any] | None:
-    """Run a query or mutation once, or a subscription Strawberry streams per subscriber, handing
-    each result's payload to `emit`; the errors if a subscription did not start (else None: the
-    operation is complete)."""
-    if isinstance(planned, Execute):
-        emit(
-            result_payload(
-                await api.execute(
-                    query, variable_values=variables, context_value=context, operation_name=name
-                )
-            )
-        )
-        return None
-    source = await api.subscribe(query, variable_values=variables, context_value=context, operation_name=name)
-    if not hasattr(source, "__aiter__"):
-        return [e.formatted for e in (source.errors or [])]
-    async with aclosing(source):
-        async for result in source:
-            emit(result_payload(result))
-    return None
+) -> dict[str, Any]:
+    """Run a query or mutation; its result's payload."""
+    result = await api.execute(query, variable_values=variables, context_value=context, operation_name=name)
+    return result_payload(result)

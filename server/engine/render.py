@@ -20,7 +20,6 @@ from graphql import (
     ASTValidationRule,
     DocumentNode,
     FieldNode,
-    FragmentDefinitionNode,
     GraphQLError,
     GraphQLSchema,
     Node,
@@ -37,6 +36,7 @@ from graphql import (
 )
 
 from switchboard.engine.api import GraphQLApi
+from switchboard.engine.root_field import fragments_used, root_field
 from switchboard.messages.envelope import Envelope
 from switchboard.observability.stats import STATS
 from switchboard.offload import OFF_LOOP_LENGTH, off_loop
@@ -67,9 +67,9 @@ class Prepared:
 
         The root field's arguments (`groups`, `since`, `notes`) choose the events; they play no
         part in rendering one. graphql-core would coerce them again for every event (a `since`
-        of 50 cursors costs 50 coercions per event), so the nullable ones that take variables
-        are left out, and so are the variables only they used: subscriptions differing only in
-        their cursors then also share one rendering."""
+        of 50 cursors costs 50 coercions per event, a literal list of 1900 groups ~3 ms), so
+        they are left out whatever their form, and so are the variables only they used:
+        subscriptions differing only in their groups or cursors then share one rendering."""
         found = self._renders.get(name)
         if found is None:
             found = self._renders[name] = _render_document(self.document, name, schema)
@@ -92,30 +92,33 @@ def _render_document(
     root = schema.subscription_type
     if operation is None or root is None:
         return document, frozenset()
-    (field_node,) = operation.selection_set.selections
-    assert isinstance(field_node, FieldNode)
+    field_node = root_field(document, operation)
     definition = root.fields[field_node.name.value]
 
-    def droppable(argument: ArgumentNode) -> bool:
+    def selecting(argument: ArgumentNode) -> bool:
+        """The nullable arguments of the root field choose events, in any form (a variable, a
+        literal): rendering never reads them."""
         arg = definition.args.get(argument.name.value)
-        return arg is not None and not is_non_null_type(arg.type) and bool(_variables_in(argument))
+        return arg is not None and not is_non_null_type(arg.type)
 
-    kept = tuple(a for a in field_node.arguments or () if not droppable(a))
     stripped_field = FieldNode(
         alias=field_node.alias,
         name=field_node.name,
-        arguments=kept,
+        arguments=tuple(a for a in field_node.arguments or () if not selecting(a)),
         directives=field_node.directives,
         selection_set=field_node.selection_set,
     )
+    # The root field alone, however the document reached it (fragments, inline fragments),
+    # with only the fragments its selection uses.
+    selection_set = SelectionSetNode(selections=(stripped_field,))
+    fragments = tuple(fragments_used(document, selection_set))
     body = OperationDefinitionNode(
         operation=operation.operation,
         name=operation.name,
         directives=operation.directives,
         variable_definitions=(),
-        selection_set=SelectionSetNode(selections=(stripped_field,)),
+        selection_set=selection_set,
     )
-    fragments = tuple(d for d in document.definitions if isinstance(d, FragmentDefinitionNode))
     used = _variables_in(DocumentNode(definitions=(body, *fragments)))
     definitions = tuple(d for d in operation.variable_definitions or () if d.variable.name.value in used)
     rendered = OperationDefinitionNode(
@@ -123,7 +126,7 @@ def _render_document(
         name=operation.name,
         directives=operation.directives,
         variable_definitions=definitions,
-        selection_set=body.selection_set,
+        selection_set=selection_set,
     )
     return DocumentNode(definitions=(rendered, *fragments)), frozenset(used)
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from graphql import OperationType
 
 from switchboard.engine.asgi import Receive, Scope, Send, client_address
 from switchboard.engine.delivery import Delivery
@@ -140,6 +141,16 @@ class StreamEndpoint:
         except SwitchboardError as exc:
             await self._refuse(send, framing, exc)
             return
+        if scope["method"] == "GET" and await self._is_mutation(params):
+            # What a cross-site GET (a link, an <img>, a no-cors fetch with the victim's cookie)
+            # must never do, as the GraphQL-over-HTTP spec says: 405, on every transport.
+            await _answer(
+                send,
+                405,
+                [(b"content-type", b"application/json"), (b"allow", b"POST")],
+                orjson.dumps({"errors": [coded("mutations are not run over GET: use POST", "BAD_REQUEST")]}),
+            )
+            return
         known, user, handshake = await self._authenticate(scope, send, framing)
         if not known:
             return
@@ -153,6 +164,11 @@ class StreamEndpoint:
             await stream.serve(receive)
         finally:
             self._close(stream)
+
+    async def _is_mutation(self, params: GraphQLParams) -> bool:
+        prepared = await self.delivery.documents.prepare(params.query)
+        operation = prepared.operation(params.operation_name)
+        return operation is not None and operation.operation is OperationType.MUTATION
 
     async def _run(self, stream: HttpStream, op_id: str, params: GraphQLParams) -> None:
         await stream.peer.start(op_id, params.query, params.variables, params.operation_name)

@@ -15,7 +15,7 @@ from strawberry.schema.base import BaseSchema
 
 from switchboard.compat.strawberry_http import RefuseSubscriptions
 from switchboard.context import Context
-from switchboard.exceptions import RateLimited, SwitchboardError, Unauthenticated, Unavailable
+from switchboard.exceptions import BadRequest, RateLimited, SwitchboardError, Unauthenticated, Unavailable
 from switchboard.schema.errors import coded
 from switchboard.security.handshake import Handshake
 from switchboard.services import Services
@@ -90,8 +90,11 @@ class SwitchboardView(RefuseSubscriptions, GraphQLView[Context, None]):
         try:
             context = Context(self.services, user=user, request=request, bucket=mutations)
             response = await self.run(request=request, context=context)
-        except HTTPException as exc:
-            return Response(response=exc.reason, status=exc.status_code, content_type="text/plain")
+        except HTTPException as exc:  # Strawberry's refusals of a request: JSON with a code too
+            response = error_response(BadRequest(exc.reason), exc.status_code)
+            if exc.status_code == 405:
+                response.headers["Allow"] = "POST"
+            return response
         if wants_graphql_response(request.headers.get("Accept")) and response.mimetype == "application/json":
             status, body = as_graphql_response(await response.get_data(as_text=False))
             response = Response(body, status=status, content_type=GRAPHQL_RESPONSE, headers=response.headers)
