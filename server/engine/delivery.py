@@ -4,7 +4,7 @@ renderings, the writers' flush batch, the queue memory account and the send budg
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from switchboard.engine.api import GraphQLApi
 from switchboard.engine.plan import Plan, plan
@@ -12,6 +12,9 @@ from switchboard.engine.render import DocumentCache, Renderer
 from switchboard.engine.writer import FlushBatch, FrameWriter, QueueMemory, SendBudget
 from switchboard.observability.stats import STATS
 from switchboard.settings import Settings
+
+if TYPE_CHECKING:
+    from switchboard.engine.peer import Peer
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +25,7 @@ class Sheddable(Protocol):
     @property
     def writer(self) -> FrameWriter: ...
     @property
-    def session_id(self) -> str: ...
+    def peer(self) -> Peer: ...
     def shed(self) -> None: ...
 
 
@@ -67,7 +70,7 @@ class Delivery:
             STATS.overflows += 1
             log.warning(
                 "session %s: %d bytes queued while the process holds %d; closing the slowest",
-                carrier.session_id,
+                carrier.peer.session_id,
                 carrier.writer.queued_bytes,
                 memory.total,
             )

@@ -43,6 +43,7 @@ class Peer:
 
     __slots__ = (
         "_refresh",
+        "address",
         "context",
         "delivery",
         "handshake",
@@ -56,9 +57,15 @@ class Peer:
     )
 
     def __init__(
-        self, services: Services, delivery: Delivery, transport: Transport, context: Context
+        self,
+        services: Services,
+        delivery: Delivery,
+        transport: Transport,
+        context: Context,
+        address: str | None,
     ) -> None:
         self.services = services
+        self.address = address  # the client's, as the ASGI server reports it
         self.delivery = delivery
         self.transport = transport
         self.context = context
@@ -89,7 +96,6 @@ class Peer:
     async def open(
         self,
         user: User | None,
-        address: str | None,
         still_open: Callable[[], bool],
         resume: dict[str, str] | None = None,
     ) -> Session:
@@ -98,7 +104,7 @@ class Peer:
         self.session = session
         self.context.user = user
         self.context.session = session
-        self.context.bucket, self.operations = self.services.buckets_of(user, address)
+        self.context.bucket, self.operations = self.services.buckets_of(user, self.address)
         if resume:
             self.resume = resume
             self.resume_until = time.monotonic() + RESUME_WINDOW

@@ -14,12 +14,10 @@ ended at once with a `retry` hint over SSE (EventSource and graphql-sse reconnec
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import time
 from collections import Counter
-from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +25,7 @@ import orjson
 from graphql import OperationType
 
 from switchboard.engine.asgi import Receive, Scope, Send, client_address
+from switchboard.engine.carriers import Carriers
 from switchboard.engine.delivery import Delivery
 from switchboard.engine.errors import coded
 from switchboard.exceptions import (
@@ -79,13 +78,11 @@ class StreamEndpoint:
     def __init__(self, services: Services, delivery: Delivery) -> None:
         self.services = services
         self.delivery = delivery
-        self.streams: set[HttpStream] = set()
+        self.streams: Carriers[HttpStream] = Carriers(delivery, "switchboard-streams", 1.0)
         self.reservations: dict[str, Reservation] = {}
         self.owners: Counter[str] = Counter()  # streams and reservations per user (or @address)
         self.refused = 0
-        self._sweeper: asyncio.Task[None] | None = None
         self._stopping = False
-        self._drained = asyncio.Event()  # set when the last stream ends
 
     # -- routing -----------------------------------------------------------------------------
 
@@ -183,7 +180,6 @@ class StreamEndpoint:
         refusal = self._refusal(owner)
         if refusal is not None:
             raise refusal
-        self._expire_reservations()
         token = secrets.token_urlsafe(24)
         self.reservations[token] = Reservation(token, user, owner, handshake)
         self.owners[owner] += 1
@@ -261,6 +257,7 @@ class StreamEndpoint:
 
     def _refusal(self, owner: str, *, owned: int = 0) -> SwitchboardError | None:
         settings = self.services.settings
+        self._expire_reservations()
         if self._stopping:
             return Unavailable("server shutting down: try again")
         if len(self.streams) + len(self.reservations) - owned >= settings.max_streams:
@@ -291,12 +288,11 @@ class StreamEndpoint:
         stream = HttpStream(self, scope, send, framing, user, distinct=distinct, last_event_id=last_event_id)
         stream.peer.handshake = handshake
         try:
-            session = await stream.peer.open(user, stream.address, lambda: True)
+            session = await stream.peer.open(user, lambda: True)
         except SwitchboardError as exc:
             await self._refuse(send, framing, exc)
             return None
         self.streams.add(stream)
-        self.delivery.carriers.add(stream)
         if not owned:
             self.owners[owner] += 1
         headers = [
@@ -311,15 +307,11 @@ class StreamEndpoint:
         return stream
 
     def _close(self, stream: HttpStream) -> None:
-        self.delivery.carriers.discard(stream)
-        if stream in self.streams:
-            self.streams.discard(stream)
-            owner = stream.owner
-            self.owners[owner] -= 1
-            if self.owners[owner] <= 0:
-                del self.owners[owner]
-            if not self.streams:
-                self._drained.set()
+        self.streams.discard(stream)
+        owner = stream.owner
+        self.owners[owner] -= 1
+        if self.owners[owner] <= 0:
+            del self.owners[owner]
 
     async def _refuse(self, send: Send, framing: Framing, exc: SwitchboardError) -> None:
         """Answer a stream that will not run: over SSE a `next` with the error then `complete`,
@@ -350,37 +342,12 @@ class StreamEndpoint:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._sweeper is None:
-            self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="switchboard-streams")
+        self.streams.start()
 
     async def stop(self, grace: float = 3.0) -> None:
         """End every stream (SSE clients reconnect, to another server, and resume)."""
         self._stopping = True
-        for stream in list(self.streams):
-            stream.finish("server shutting down")
-        if self.streams:
-            self._drained.clear()
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._drained.wait(), grace)
-        for stream in list(self.streams):
-            stream.abort()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
-
-    async def _sweep(self) -> None:
-        settings = self.services.settings
-        while True:
-            await asyncio.sleep(1.0)
-            now = time.monotonic()
-            self._expire_reservations()
-            for stream in list(self.streams):
-                try:
-                    stream.check(now, settings.stream_keepalive, 2 * settings.ping_interval)
-                except Exception:
-                    log.exception("liveness check failed for stream of session %s", stream.session_id)
+        await self.streams.end_all(lambda stream: stream.finish("server shutting down"), grace)
 
 
 def _owner(user: User | None, scope: Scope) -> str:

@@ -95,17 +95,9 @@ class HttpStream:
             **endpoint.delivery.writer_options(),
         )
         context = Context(endpoint.services, user=user, request=self)
-        self.peer = Peer(endpoint.services, endpoint.delivery, self, context)
+        self.peer = Peer(endpoint.services, endpoint.delivery, self, context, client_address(scope))
         self.owner = user.id if user is not None else f"@{client_address(scope)}"
         self._keepalive_sent = (time.monotonic(), 0)  # (when, writer.sent then)
-
-    @property
-    def session_id(self) -> str:
-        return self.peer.session_id
-
-    @property
-    def address(self) -> str | None:
-        return client_address(self.scope)
 
     @property
     def framing(self) -> Framing:
@@ -151,11 +143,12 @@ class HttpStream:
         """Ended to free the process's queue memory (the client reconnects and resumes)."""
         self.writer.close(0, "slow consumer: the server's queue memory is full; reconnect to resume")
 
-    def check(self, now: float, keepalive: float, stuck_after: float) -> None:
+    def check(self, now: float) -> None:
         """Called about once a second: stuck readers, keepalives, expired credentials."""
+        settings = self.peer.services.settings
         writer = self.writer
-        if writer.busy_since and now - writer.busy_since > stuck_after:
-            log.info("stream of session %s: peer stopped reading; ending it", self.session_id)
+        if writer.busy_since and now - writer.busy_since > 2 * settings.ping_interval:
+            log.info("stream of session %s: peer stopped reading; ending it", self.peer.session_id)
             self.abort()
             return
         if writer.closed:
@@ -164,7 +157,7 @@ class HttpStream:
         when, sent = self._keepalive_sent
         if writer.sent != sent:
             self._keepalive_sent = (now, writer.sent)
-        elif now - when >= keepalive:
+        elif now - when >= settings.stream_keepalive:
             writer.offer(writer.framing.keepalive.decode())
             self._keepalive_sent = (now, writer.sent + 1)
 

@@ -62,7 +62,8 @@ class Connection:
         self.scope = scope
         self.legacy = subprotocol == LEGACY_WS
         self.writer = SocketWriter(send, settings.queue_size, **endpoint.delivery.writer_options())
-        self.peer = Peer(endpoint.services, endpoint.delivery, self, Context(endpoint.services, request=self))
+        context = Context(endpoint.services, request=self)
+        self.peer = Peer(endpoint.services, endpoint.delivery, self, context, client_address(scope))
         self.pending = True  # counted in the endpoint's pre-authentication budget
         self.opened_at = self.last_received = time.monotonic()
         self.last_ping = 0.0  # when the last ping was sent (or the ack, before the first ping)
@@ -76,24 +77,8 @@ class Connection:
         self._handlers = LEGACY_HANDLERS if self.legacy else TRANSPORT_HANDLERS
 
     @property
-    def session_id(self) -> str:
-        return self.peer.session_id
-
-    @property
     def closing(self) -> bool:
         return self.state is State.CLOSING or self.writer.closed
-
-    @property
-    def address(self) -> str | None:
-        """The peer's address, as the ASGI server reports it."""
-        return client_address(self.scope)
-
-    def header(self, name: str) -> str | None:
-        wanted = name.lower().encode()
-        for key, value in self.scope.get("headers", ()):
-            if key.lower() == wanted:
-                return str(value.decode("latin-1"))
-        return None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -126,7 +111,7 @@ class Connection:
     def close(self, code: int, reason: str, *, flush: bool = False) -> None:
         """Close the socket with `code`; queued frames are dropped unless `flush`."""
         if not self.closing:
-            log.info("session %s: closing websocket %d (%s)", self.session_id, code, reason)
+            log.info("session %s: closing websocket %d (%s)", self.peer.session_id, code, reason)
         self.state = State.CLOSING
         self.writer.close(code, reason, flush=flush)
 
@@ -145,7 +130,7 @@ class Connection:
         settings = self.endpoint.services.settings
         busy = self.writer.busy_since
         if busy and now - busy > 2 * settings.ping_interval:
-            log.info("session %s: peer stopped reading; aborting", self.session_id)
+            log.info("session %s: peer stopped reading; aborting", self.peer.session_id)
             self.abort()
             return
         if self.closing:
@@ -248,7 +233,7 @@ class Connection:
         except SwitchboardError as exc:
             self.close(close_codes.BAD_REQUEST, str(exc))
             return
-        handshake = Handshake.from_asgi(self.scope.get("headers"), payload, self.address, "websocket")
+        handshake = Handshake.from_asgi(self.scope.get("headers"), payload, self.peer.address, "websocket")
         self.peer.handshake = handshake
         try:
             user = await services.authenticator.authenticate(handshake)
@@ -258,7 +243,7 @@ class Connection:
         if self.closing:
             return
         try:
-            session = await self.peer.open(user, self.address, lambda: not self.closing, resume)
+            session = await self.peer.open(user, lambda: not self.closing, resume)
         except SwitchboardError as exc:
             self._refuse(exc, "group layer")
             return

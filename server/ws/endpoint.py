@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections import Counter
-from contextlib import suppress
 
 from switchboard import close_codes
 from switchboard.engine.asgi import Receive, Scope, Send, client_address
+from switchboard.engine.carriers import Carriers
 from switchboard.engine.delivery import Delivery
 from switchboard.security.origins import OriginPolicy
 from switchboard.security.ratelimit import BucketTable
@@ -29,7 +27,8 @@ class WebSocketEndpoint:
         settings = services.settings
         self.services = services
         self.delivery = delivery
-        self.connections: set[Connection] = set()
+        tick = max(0.05, min(1.0, settings.init_timeout / 4, settings.ping_interval / 4))
+        self.connections: Carriers[Connection] = Carriers(delivery, "switchboard-ws-sweeper", tick)
         self.origins = OriginPolicy(
             settings.allowed_origins, allow_any=settings.dev and not settings.allowed_origins
         )
@@ -40,9 +39,7 @@ class WebSocketEndpoint:
         self.pending: Counter[str | None] = Counter()  # by peer address
         self.pending_total = 0
         self.handshakes = BucketTable(settings.connect_rate, settings.connect_burst)
-        self._sweeper: asyncio.Task[None] | None = None
         self._stopping = False
-        self._drained = asyncio.Event()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
@@ -73,17 +70,13 @@ class WebSocketEndpoint:
             return
         connection = Connection(self, scope, receive, send, subprotocol)
         self.connections.add(connection)
-        self.delivery.carriers.add(connection)
-        self._pend(connection.address, +1)
+        self._pend(connection.peer.address, +1)
         try:
             await connection.serve()
         finally:
             if connection.pending:
-                self._pend(connection.address, -1)
+                self._pend(connection.peer.address, -1)
             self.connections.discard(connection)
-            self.delivery.carriers.discard(connection)
-            if not self.connections:
-                self._drained.set()
 
     def _refusal(self, scope: Scope) -> str | None:
         """Why a new socket is turned away (1013), or None."""
@@ -111,42 +104,17 @@ class WebSocketEndpoint:
         """Move a connection out of the pending budget; False if that would pass MAX_CONNECTIONS."""
         if len(self.connections) - self.pending_total >= self.services.settings.max_connections:
             return False
-        self._pend(connection.address, -1)
+        self._pend(connection.peer.address, -1)
         connection.pending = False
         return True
 
     def start(self) -> None:
         """Start the liveness sweep (init timeouts, pings, stuck writers)."""
-        if self._sweeper is None:
-            self._sweeper = asyncio.get_running_loop().create_task(
-                self._sweep(), name="switchboard-ws-sweeper"
-            )
+        self.connections.start()
 
     async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Close every connection with 1001 (going away) and wait, within `grace`, for them to end."""
         self._stopping = True
-        self._drained.clear()
-        for connection in list(self.connections):
-            connection.close(close_codes.GOING_AWAY, "server shutting down")
-        if self.connections:
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._drained.wait(), grace)
-        for connection in list(self.connections):
-            connection.abort()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
-
-    async def _sweep(self) -> None:
-        settings = self.services.settings
-        tick = max(0.05, min(1.0, settings.init_timeout / 4, settings.ping_interval / 4))
-        while True:
-            await asyncio.sleep(tick)
-            now = time.monotonic()
-            for connection in list(self.connections):
-                try:
-                    connection.check(now)
-                except Exception:
-                    log.exception("liveness check failed for session %s", connection.session_id)
+        await self.connections.end_all(
+            lambda c: c.close(close_codes.GOING_AWAY, "server shutting down"), grace
+        )
