@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 from switchboard.fleet.control import SessionControl
 from switchboard.fleet.directory import LocalDirectory, RedisDirectory
-from switchboard.fleet.inbox import Inbox
 from switchboard.fleet.presence import LocalPresenceStore, Presence, RedisPresenceStore
 from switchboard.layers import RedisLayer, make_layer
 from switchboard.layers.base import GroupLayer
@@ -65,10 +64,8 @@ def build_services(settings: Settings, layer: GroupLayer | None = None) -> Servi
         directory = RedisDirectory(
             layer.client, layer.prefix, layer.process_id, heartbeat=settings.heartbeat_interval
         )
-        control = SessionControl(sessions, directory)
-        control.inbox = Inbox(layer, control.inbox_handlers())
-        store = RedisPresenceStore(directory, layer.prefix)
-        presence = store.presence = Presence(layer, store)
+        control = SessionControl(sessions, directory, layer)
+        presence = Presence(layer, RedisPresenceStore(directory, layer.prefix))
 
         async def reregister() -> None:  # Redis may have restarted empty, or expired them
             await directory.beat()  # first: without it, other processes count our sessions dead

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from switchboard import Settings, create_app, send_to_group, send_to_group_sync
@@ -54,3 +56,62 @@ async def test_two_apps_live_in_one_process() -> None:
         await send_to_group("all", "notify", message="still here")
         payload = await a.next(op)
         assert payload["data"]["events"]["message"] == "still here"
+
+
+class KeepAliveApp:
+    """The app's connect endpoint on HTTP/1.1 keep-alive: it knows which connections are open."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.served = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}/connect"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.open += 1
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                length = next(
+                    (
+                        int(line.split(b":")[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length")
+                    ),
+                    0,
+                )
+                await reader.readexactly(length)
+                body = b'{"user": "7"}'
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
+                writer.write(b"content-length: %d\r\n\r\n%s" % (len(body), body))
+                await writer.drain()
+                self.served += 1
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self.open -= 1
+            writer.close()
+
+
+async def test_the_clients_an_app_opens_are_closed_when_it_stops() -> None:
+    """The app's connect endpoint is asked over a pooled keep-alive connection; stopping the app
+    closes it (the client was never closed: its connections lived as long as the process)."""
+    hook = KeepAliveApp()
+    async with hook as url:
+        app = create_app(Settings(connect_url=url))
+        async with serving(app):
+            async with WebSocketClient(app, headers=[(b"cookie", b"session=abc")]) as client:
+                assert client.ack is not None and client.ack["userId"] == "7"
+            assert hook.served == 1 and hook.open == 1
+        for _ in range(50):
+            if hook.open == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert hook.open == 0

@@ -9,6 +9,7 @@ from typing import Any
 from switchboard.exceptions import NotFound, Unavailable
 from switchboard.fleet.directory import Directory, SessionInfo
 from switchboard.fleet.inbox import Inbox
+from switchboard.layers.redis import RedisLayer
 from switchboard.security.auth import User
 from switchboard.sessions.registry import SessionRegistry
 from switchboard.sessions.session import Session
@@ -19,16 +20,29 @@ log = logging.getLogger(__name__)
 class SessionControl:
     """The one place sessions enter and leave the registry and the directory."""
 
-    def __init__(self, registry: SessionRegistry, directory: Directory, inbox: Inbox | None = None) -> None:
+    def __init__(
+        self, registry: SessionRegistry, directory: Directory, layer: RedisLayer | None = None
+    ) -> None:
         self.registry = registry
         self.directory = directory
-        self.inbox = inbox
+        # Over Redis, other processes ask this one to change its sessions through its inbox.
+        self.inbox = Inbox(layer, self._inbox_handlers()) if layer is not None else None
+
+    async def start(self) -> None:
+        await self.directory.start()
+        if self.inbox is not None:
+            self.inbox.start()
+
+    async def close(self) -> None:
+        if self.inbox is not None:
+            await self.inbox.close()
+        await self.directory.close()
 
     @property
     def process_id(self) -> str:
         return self.directory.process_id
 
-    def inbox_handlers(self) -> dict[str, Any]:
+    def _inbox_handlers(self) -> dict[str, Any]:
         return {"open_note": self._remote_open, "close_note": self._remote_close}
 
     async def connected(self, session: Session) -> None:

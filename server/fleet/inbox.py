@@ -41,7 +41,10 @@ class Inbox:
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._max_pending = max_pending
-        layer.set_inbox(self._on_message)
+
+    def start(self) -> None:
+        """Take the messages sent to this process's inbox (until `close`)."""
+        self._layer.listen_inbox(self._on_message)
 
     @property
     def process_id(self) -> str:
@@ -77,6 +80,7 @@ class Inbox:
         return result
 
     async def close(self) -> None:
+        self._layer.listen_inbox(None)
         for task in list(self._tasks):
             task.cancel()
             with suppress(asyncio.CancelledError):

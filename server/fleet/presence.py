@@ -29,8 +29,9 @@ PRESENCE_KEY_TTL = 24 * 3600
 class PresenceStore(Protocol):
     async def add(self, session: Session, group: str) -> None: ...
     async def remove(self, session_id: str, group: str) -> None: ...
-    async def entries(self, group: str) -> list[tuple[str, str]]:
-        """(session id, user id) of the live members; forgets (and reports) dead ones."""
+    async def entries(self, group: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """(session id, user id) of the live members, and of the dead ones it just forgot
+        (members of a process that died without cleaning up)."""
 
 
 class Presence:
@@ -70,7 +71,9 @@ class Presence:
 
     async def members(self, group: str) -> tuple[list[tuple[str, int]], int]:
         """[(user id, sessions)] sorted by user id, and the number of sessions."""
-        entries = await self._store.entries(group)
+        entries, dead = await self._store.entries(group)
+        for session_id, user_id in dead:  # their process died: they left without a word
+            await self._announce(group, "leave", user_id, session_id)
         users = Counter(user for _, user in entries)
         return sorted(users.items()), len(entries)
 
@@ -81,10 +84,6 @@ class Presence:
             # crowd opening and closing a note must not push its events out of the resume window.
             envelope = Envelope(type=PRESENCE, group=group, fields=fields)
             await self._layer.group_send(group, envelope, history=False)
-
-    async def forget_dead(self, group: str, dead: list[tuple[str, str]]) -> None:
-        for session_id, user_id in dead:
-            await self._announce(group, "leave", user_id, session_id)
 
 
 class LocalPresenceStore:
@@ -99,15 +98,14 @@ class LocalPresenceStore:
     async def remove(self, session_id: str, group: str) -> None:
         return None
 
-    async def entries(self, group: str) -> list[tuple[str, str]]:
-        return [(s.id, s.user_id or ANONYMOUS) for s in self._registry if group in s.groups]
+    async def entries(self, group: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        return [(s.id, s.user_id or ANONYMOUS) for s in self._registry if group in s.groups], []
 
 
 class RedisPresenceStore:
     def __init__(self, directory: RedisDirectory, prefix: str) -> None:
         self._directory = directory
         self._prefix = prefix
-        self.presence: Presence | None = None  # to announce the leaves of dead processes
 
     def _key(self, group: str) -> str:
         return f"{self._prefix}:presence:{group}"
@@ -124,7 +122,7 @@ class RedisPresenceStore:
     async def remove(self, session_id: str, group: str) -> None:
         await self._directory.run(lambda pipe: pipe.hdel(self._key(group), session_id))
 
-    async def entries(self, group: str) -> list[tuple[str, str]]:
+    async def entries(self, group: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         (raw,) = await self._directory.run(lambda pipe: pipe.hgetall(self._key(group)))
         parsed = []
         for sid, value in raw.items():
@@ -134,6 +132,4 @@ class RedisPresenceStore:
         dead = [(sid, user) for sid, user, process in parsed if process not in alive]
         if dead:
             await self._directory.run(lambda pipe: pipe.hdel(self._key(group), *[sid for sid, _ in dead]))
-            if self.presence is not None:
-                await self.presence.forget_dead(group, dead)
-        return [(sid, user) for sid, user, process in parsed if process in alive]
+        return [(sid, user) for sid, user, process in parsed if process in alive], dead

@@ -31,6 +31,9 @@ class GroupLayer(Protocol):
         With `history=False` the message is not kept in the group's history (it has no cursor
         and is never replayed): for what is only news while it happens, like presence."""
 
+    async def start(self) -> None:
+        """Be ready to carry messages (subscribe what a process always listens to)."""
+
     async def ping(self) -> None:
         """Return if the layer can carry messages now; raise Unavailable if it cannot."""
 

@@ -36,6 +36,9 @@ class InMemoryLayer:
         epoch, offset = parse_cursor(cursor)
         return self._history.since(group, epoch, offset)
 
+    async def start(self) -> None:
+        return None
+
     async def ping(self) -> None:
         return None
 

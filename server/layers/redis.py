@@ -256,8 +256,9 @@ class RedisLayer:
         the layer, such as the session directory, writes itself again)."""
         self._reconnect_hooks.append(hook)
 
-    def set_inbox(self, handler: Callable[[bytes], None]) -> None:
-        """Hand messages sent to this process's inbox to `handler` (on the event loop)."""
+    def listen_inbox(self, handler: Callable[[bytes], None] | None) -> None:
+        """Hand messages sent to this process's inbox to `handler` (on the event loop); None
+        drops them again."""
         self._inbox = handler
 
     async def start(self) -> None:

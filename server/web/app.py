@@ -13,7 +13,6 @@ from switchboard.engine.api import GraphQLApi
 from switchboard.engine.asgi import ASGIApp, Receive, Scope, Send, client_address
 from switchboard.engine.delivery import Delivery
 from switchboard.exceptions import Unavailable
-from switchboard.layers import RedisLayer
 from switchboard.observability.loop_lag import LoopLag
 from switchboard.observability.worker_metrics import WorkerShare
 from switchboard.publish import attach_server_layer, detach_server_layer
@@ -133,9 +132,8 @@ def create_app(settings: Settings | None = None, schema: Any = None) -> Switchbo
     @quart.before_serving
     async def start() -> None:
         await services.layer.ping()
-        if isinstance(services.layer, RedisLayer):
-            await services.layer.start()
-        await services.control.directory.start()
+        await services.layer.start()
+        await services.control.start()
         attach_server_layer(services.layer)
         websockets.start()
         streams.start()
@@ -154,9 +152,9 @@ def create_app(settings: Settings | None = None, schema: Any = None) -> Switchbo
         for session in services.sessions:
             await services.control.disconnected(session)
             await session.disconnect()
-        if services.control.inbox is not None:
-            await services.control.inbox.close()
-        await services.control.directory.close()
+        await services.control.close()
+        await services.authenticator.close()  # the app hooks' HTTP clients
+        await services.authorizer.close()
         detach_server_layer(services.layer)
         await services.layer.close()
         if share is not None:

@@ -54,14 +54,16 @@ def make_config(host: str, port: int, app_path: str, settings: Settings) -> Conf
 def serve(config: Config, workers: int) -> int:
     """Serve until SIGTERM or SIGINT; return an exit code."""
     if workers <= 1:
-        _run_worker(config, None, None)
+        _run_worker(config, None, None, None)
         return 0
     sockets = config.create_sockets()
     metrics_dir, made = _metrics_dir()
     ctx = get_context("spawn")
     stop = ctx.Event()
     processes = [
-        ctx.Process(target=_run_worker, args=(config, sockets, stop), name=f"switchboard-worker-{i}")
+        ctx.Process(
+            target=_run_worker, args=(config, sockets, stop, metrics_dir), name=f"switchboard-worker-{i}"
+        )
         for i in range(workers)
     ]
 
@@ -83,15 +85,13 @@ def serve(config: Config, workers: int) -> int:
 
 def _metrics_dir() -> tuple[str, bool]:
     """Where the workers share their metrics (SWITCHBOARD_METRICS_DIR, or a temporary directory
-    made here); the workers, started with spawn, find it in the environment."""
+    made here, and True: removed on exit); each worker is given it (_run_worker)."""
     given = os.environ.get("SWITCHBOARD_METRICS_DIR")
     if given:
         os.makedirs(given, exist_ok=True)
         worker_metrics.clear(given)
         return given, False
-    made = tempfile.mkdtemp(prefix="switchboard-metrics-")
-    os.environ["SWITCHBOARD_METRICS_DIR"] = made
-    return made, True
+    return tempfile.mkdtemp(prefix="switchboard-metrics-"), True
 
 
 def load_app(path: str) -> Any:
@@ -112,7 +112,13 @@ def load_app(path: str) -> Any:
     return app
 
 
-def _run_worker(config: Config, sockets: Sockets | None, stop: ProcessEvent | None) -> None:
+def _run_worker(
+    config: Config, sockets: Sockets | None, stop: ProcessEvent | None, metrics_dir: str | None
+) -> None:
+    if metrics_dir is not None:
+        # This worker's own environment (a spawned process), read by the app's Settings: the
+        # parent's is left as it was.
+        os.environ["SWITCHBOARD_METRICS_DIR"] = metrics_dir
     try:
         import uvloop
     except ImportError:
