@@ -8,8 +8,9 @@ import uuid
 from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors
 
+from switchboard.context import Context
 from switchboard.exceptions import SwitchboardError
-from switchboard.observability.stats import STATS
+from switchboard.observability.stats import Stats
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +30,15 @@ def _with_code(error: GraphQLError, message: str, extensions: dict[str, object])
     )
 
 
+def count(stats: Stats | None, error: GraphQLError) -> GraphQLError:
+    """Count a coded error in the app's stats (by code); the error, for chaining."""
+    if stats is not None:
+        stats.errors[str((error.extensions or {}).get("code"))] += 1
+    return error
+
+
 def coded(error: GraphQLError) -> GraphQLError:
     """Known refusals keep their message and get their code; anything else becomes an opaque id."""
-    coded_error = _coded(error)
-    STATS.errors[str((coded_error.extensions or {}).get("code"))] += 1
-    return coded_error
-
-
-def _coded(error: GraphQLError) -> GraphQLError:
     original = error.original_error
     if isinstance(original, SwitchboardError):
         return _with_code(error, str(original), {"code": original.code})
@@ -56,4 +58,5 @@ class ErrorCodes(MaskErrors):
         super().__init__(should_mask_error=lambda _: True)
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
-        return coded(error)
+        context = self.execution_context.context
+        return count(context.services.stats if isinstance(context, Context) else None, coded(error))

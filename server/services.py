@@ -9,6 +9,7 @@ from switchboard.fleet.directory import LocalDirectory, RedisDirectory
 from switchboard.fleet.presence import LocalPresenceStore, Presence, RedisPresenceStore
 from switchboard.layers import RedisLayer, make_layer
 from switchboard.layers.base import GroupLayer
+from switchboard.observability.stats import Stats
 from switchboard.publish import Publisher
 from switchboard.security.auth import User
 from switchboard.security.hooks import Authenticator
@@ -29,6 +30,7 @@ class Services:
     sessions: SessionRegistry
     control: SessionControl
     presence: Presence
+    stats: Stats = field(default_factory=Stats)  # this app's counters (/metrics)
     handlers: HandlerRegistry = field(default_factory=DEFAULT_HANDLERS.copy)
     authorizer: Authorizer = field(default_factory=Authorizer)
     authenticator: Authenticator = field(init=False)  # from settings
@@ -57,8 +59,10 @@ def build_services(settings: Settings, layer: GroupLayer | None = None) -> Servi
     """The services of one process: the layer of `settings` (or `layer`) and what sits on it.
 
     On a Redis layer the session directory, presence and the cross-process inbox live in Redis;
-    on any other layer they are this process's own."""
-    layer = layer if layer is not None else make_layer(settings)
+    on any other layer they are this process's own. A layer made here counts what it carries in
+    the services' stats; one given counts in its own."""
+    stats = Stats()
+    layer = layer if layer is not None else make_layer(settings, stats)
     sessions = SessionRegistry()
     if isinstance(layer, RedisLayer):
         directory = RedisDirectory(
@@ -81,5 +85,6 @@ def build_services(settings: Settings, layer: GroupLayer | None = None) -> Servi
         sessions=sessions,
         control=control,
         presence=presence,
+        stats=stats,
         authorizer=Authorizer.from_settings(settings),
     )

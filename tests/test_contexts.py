@@ -14,7 +14,7 @@ import orjson
 import pytest
 from wsproto.frame_protocol import Opcode, RsvBits
 
-from switchboard.observability.stats import STATS
+from switchboard.observability.stats import PROCESS
 from switchboard.ws.contexts import CONTEXT_BYTES, IDLE_SHARE, MAX_IDLE, ContextsByWindow
 from switchboard.ws.deflate import SharedCompressor, WindowDeflate
 from switchboard.ws.deflate_blocks import TAIL
@@ -80,13 +80,13 @@ def run(
             targets = sockets if draw < 0.85 else [rng.choice(sockets)]
             on_wire, in_frames = fan_out(targets, payload, rng)
             wire, sent = wire + on_wire, sent + in_frames
-        most = max(most, STATS.ws_compression_contexts)
+        most = max(most, PROCESS.ws_compression_contexts)
     sockets.clear()
     targets = []
     gc.collect()
     # Every socket gone: what is left is idle contexts that lead to each other (repeated events),
     # no more than are kept idle, and let go as soon as a new context needs room.
-    assert STATS.ws_compression_contexts <= max(MAX_IDLE, budget // CONTEXT_BYTES // IDLE_SHARE)
+    assert PROCESS.ws_compression_contexts <= max(MAX_IDLE, budget // CONTEXT_BYTES // IDLE_SHARE)
     return wire / sent, most
 
 
@@ -123,7 +123,7 @@ def test_sockets_sent_the_same_events_share_one_compression_of_each_even_when_so
     contexts = ContextsByWindow(64 << 20)
     sockets = [Socket(contexts, rng, CHROMIUM, 15) for _ in range(50)]
     events = [event(i, rng) for i in range(60)]
-    before = STATS.ws_compressions
+    before = PROCESS.ws_compressions
     for start in range(0, len(events), ahead):
         for n in range(len(sockets)):
             for payload in events[start : start + ahead]:
@@ -132,8 +132,8 @@ def test_sockets_sent_the_same_events_share_one_compression_of_each_even_when_so
                 )
     # Once per event, and once more per socket whose id is not a UUID's length (another history).
     histories = len({len(socket.ids[0]) for socket in sockets})
-    assert STATS.ws_compressions - before <= len(events) * histories
-    assert STATS.ws_compression_contexts <= histories * (ahead + 1) + MAX_IDLE
+    assert PROCESS.ws_compressions - before <= len(events) * histories
+    assert PROCESS.ws_compression_contexts <= histories * (ahead + 1) + MAX_IDLE
     sockets.clear()
     gc.collect()
-    assert STATS.ws_compression_contexts == 0  # no events repeated: nothing leads anywhere
+    assert PROCESS.ws_compression_contexts == 0  # no events repeated: nothing leads anywhere

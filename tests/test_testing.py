@@ -56,6 +56,10 @@ async def test_two_apps_live_in_one_process() -> None:
         await send_to_group("all", "notify", message="still here")
         payload = await a.next(op)
         assert payload["data"]["events"]["message"] == "still here"
+    # Each app counts what it did (/metrics), not what the other did in the same process.
+    assert first.services.stats.published["notify"] == 1 and first.services.stats.delivered >= 1
+    assert second.services.stats.published["notify"] == 0 and second.services.stats.delivered == 0
+    assert first.services.stats.renders == 1
 
 
 class KeepAliveApp:

@@ -10,7 +10,7 @@ from switchboard.engine.api import GraphQLApi
 from switchboard.engine.plan import Plan, plan
 from switchboard.engine.render import DocumentCache, Renderer
 from switchboard.engine.writer import FlushBatch, FrameWriter, QueueMemory, SendBudget
-from switchboard.observability.stats import STATS
+from switchboard.observability.stats import Stats
 from switchboard.settings import Settings
 
 if TYPE_CHECKING:
@@ -32,13 +32,14 @@ class Sheddable(Protocol):
 class Delivery:
     """One per app; every endpoint gets it at construction."""
 
-    def __init__(self, settings: Settings, api: GraphQLApi) -> None:
+    def __init__(self, settings: Settings, api: GraphQLApi, stats: Stats) -> None:
         self.settings = settings
         self.api = api
+        self.stats = stats
         self.documents = DocumentCache(
             api.graphql_schema, api.validation_rules(introspection=settings.introspection), api.limits
         )
-        self.renderer = Renderer(api)
+        self.renderer = Renderer(api, stats)
         self.flush_batch = FlushBatch()  # every writer woken by a fan-out, started together after it
         self.queue_memory = QueueMemory(settings.queue_bytes_total, self._shed)
         self.send_budget = SendBudget(settings.send_bytes_total)
@@ -67,7 +68,7 @@ class Delivery:
         for carrier in sorted(self.carriers, key=lambda c: c.writer.queued_bytes, reverse=True):
             if memory.total <= target or carrier.writer.queued_bytes == 0:
                 break
-            STATS.overflows += 1
+            self.stats.overflows += 1
             log.warning(
                 "session %s: %d bytes queued while the process holds %d; closing the slowest",
                 carrier.peer.session_id,

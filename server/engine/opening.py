@@ -33,6 +33,7 @@ async def open_session(
         closer=closer,
         max_notes=settings.max_notes,
         observer=services.presence,
+        counters=services.stats,
     )
     try:
         await session.connect(allow_anonymous=settings.allow_anonymous)

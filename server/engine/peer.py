@@ -14,7 +14,7 @@ from typing import Any
 from switchboard import close_codes
 from switchboard.context import Context
 from switchboard.engine.delivery import Delivery
-from switchboard.engine.errors import coded
+from switchboard.engine.errors import coded, count_errors
 from switchboard.engine.opening import open_session
 from switchboard.engine.operations import Operation, Operations, Running
 from switchboard.engine.plan import Execute, Multiplexed, run_once
@@ -178,20 +178,22 @@ class Peer:
     async def start(self, op_id: str, query: str, variables: dict[str, Any], name: str | None) -> None:
         """Admit and run one operation; its results, errors and end go through the transport."""
         if self.operations is not None and not self.operations.take():
-            self.transport.send_error(op_id, [coded("too many operations: slow down", "RATE_LIMITED")])
+            self._refuse(op_id, [coded("too many operations: slow down", "RATE_LIMITED")])
             return
         if len(self.ops) >= self.services.settings.max_subscriptions:
-            self.transport.send_error(
-                op_id, [coded("too many operations in flight on this connection", "RATE_LIMITED")]
-            )
+            self._refuse(op_id, [coded("too many operations in flight on this connection", "RATE_LIMITED")])
             return
         planned = await self.delivery.plan(query, variables, name)
         if isinstance(planned, list):
-            self.transport.send_error(op_id, planned)
+            self._refuse(op_id, planned)
         elif isinstance(planned, Execute):
             self._spawn(op_id, query, variables, name)
         else:
             await self._subscribe(op_id, planned, name)
+
+    def _refuse(self, op_id: str, errors: list[Any]) -> None:
+        count_errors(self.services.stats, errors)
+        self.transport.send_error(op_id, errors)
 
     async def stop(self, op_id: str) -> bool:
         """Stop one operation at the client's request; False if there is none with that id."""
@@ -256,7 +258,7 @@ class Peer:
         if error is not None:
             if self.ops.discard(subscription):
                 session.remove_listener(subscription)
-                self.transport.send_error(subscription.id, [coded(str(error), error.code)])
+                self._refuse(subscription.id, [coded(str(error), error.code)])
             await services.control.changed(session)
             return
         if notes:
@@ -273,7 +275,7 @@ class Peer:
             try:
                 payload = await run_once(self.delivery.api, self.context, query, variables, name)
             except SwitchboardError as exc:
-                self.transport.send_error(op_id, [coded(str(exc), exc.code)])
+                self._refuse(op_id, [coded(str(exc), exc.code)])
             else:
                 self.transport.send_result(op_id, payload)
                 self.transport.send_complete(op_id)

@@ -38,7 +38,7 @@ from graphql import (
 from switchboard.engine.api import GraphQLApi
 from switchboard.engine.root_field import fragments_used, root_field
 from switchboard.messages.envelope import Envelope
-from switchboard.observability.stats import STATS
+from switchboard.observability.stats import Stats
 from switchboard.offload import OFF_LOOP_LENGTH, off_loop
 from switchboard.query_cost import QueryLimits, admit
 from switchboard.token_limit import check_token_limit
@@ -214,8 +214,9 @@ class Renderer:
     a reconnect storm every session of a note replays the same events and holds the same JOINs:
     rendered once, not once per session."""
 
-    def __init__(self, api: GraphQLApi) -> None:
+    def __init__(self, api: GraphQLApi, stats: Stats | None = None) -> None:
         self._api = api
+        self._stats = stats if stats is not None else Stats()
         self._schema = api.graphql_schema
         self._recent: OrderedDict[str, _Rendered] = OrderedDict()
         self._chars = 0
@@ -277,7 +278,7 @@ class Renderer:
         if entry.root is None:
             return None
         self.executions += 1
-        STATS.renders += 1
+        self._stats.renders += 1
         result = execute(
             self._schema,
             document,

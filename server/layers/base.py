@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from switchboard.messages.envelope import Envelope
-from switchboard.observability.stats import STATS
+from switchboard.observability.stats import Stats
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,10 @@ class GroupLayer(Protocol):
 class LocalGroups:
     """The receivers of this process per group, with first-in / last-out edges reported."""
 
-    __slots__ = ("_members",)
+    __slots__ = ("_members", "_stats")
 
-    def __init__(self) -> None:
+    def __init__(self, stats: Stats | None = None) -> None:
+        self._stats = stats if stats is not None else Stats()
         # dict rather than set: delivery order follows join order, which makes runs repeatable.
         self._members: dict[str, dict[Receiver, None]] = {}
 
@@ -84,7 +85,7 @@ class LocalGroups:
         members = self._members.get(group)
         if not members:
             return 0
-        STATS.observe_latency(time.time() - message.sent_at)
+        self._stats.observe_latency(time.time() - message.sent_at)
         # Copy: a receiver may leave the group while we iterate.
         delivered = 0
         for receiver in list(members):

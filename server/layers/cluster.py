@@ -16,6 +16,7 @@ from redis.asyncio.client import PubSub
 from switchboard.layers import urls
 from switchboard.layers.redis import RedisLayer
 from switchboard.layers.transport import SubscribeOn, client_options
+from switchboard.observability.stats import Stats
 
 
 class ShardedTransport:
@@ -92,6 +93,7 @@ class RedisClusterLayer(RedisLayer):
         timeout: float = 3.0,
         history_size: int = 0,
         history_ttl: float = 300.0,
+        stats: Stats | None = None,
     ) -> None:
         target = urls.parse(url)
         if target.kind != "cluster":
@@ -103,4 +105,5 @@ class RedisClusterLayer(RedisLayer):
             history_size=history_size,
             history_ttl=history_ttl,
             transport=ShardedTransport(target, timeout),
+            stats=stats,
         )

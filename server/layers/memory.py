@@ -5,13 +5,15 @@ from __future__ import annotations
 from switchboard.layers.base import LocalGroups, Receiver
 from switchboard.layers.history import HISTORY_OFF, MemoryHistory, Recovery, parse_cursor
 from switchboard.messages.envelope import Envelope
+from switchboard.observability.stats import Stats
 
 
 class InMemoryLayer:
     """Every group lives in this process; group_send delivers synchronously to local receivers."""
 
-    def __init__(self, history_size: int = 0, history_ttl: float = 300.0) -> None:
-        self._groups = LocalGroups()
+    def __init__(self, history_size: int = 0, history_ttl: float = 300.0, stats: Stats | None = None) -> None:
+        self.stats = stats if stats is not None else Stats()
+        self._groups = LocalGroups(self.stats)
         self._closed = False
         self._history = MemoryHistory(history_size, history_ttl) if history_size > 0 else None
 
@@ -27,6 +29,7 @@ class InMemoryLayer:
             return
         if history and self._history is not None:
             message = self._history.append(group, message)
+        self.stats.published[message.type] += 1
         self._groups.deliver(group, message)
 
     async def history_since(self, group: str, cursor: str) -> Recovery:

@@ -30,7 +30,7 @@ from switchboard.layers.keyed_lock import KeyedLock
 from switchboard.layers.transport import PubSubTransport, make_transport
 from switchboard.messages.envelope import Envelope
 from switchboard.messages.events import RESUME
-from switchboard.observability.stats import STATS
+from switchboard.observability.stats import Stats
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,9 @@ class RedisLayer:
         history_size: int = 0,
         history_ttl: float = 300.0,
         transport: PubSubTransport | None = None,
+        stats: Stats | None = None,
     ) -> None:
+        self.stats = stats if stats is not None else Stats()
         self._timeout = timeout
         self._history_size = history_size
         self._history_ttl = history_ttl
@@ -125,7 +127,7 @@ class RedisLayer:
         self._control_channel = inbox_channel(prefix, self.process_id)
         self._control_bytes = self._control_channel.encode()
         self._inbox: Callable[[bytes], None] | None = None
-        self._groups = LocalGroups()
+        self._groups = LocalGroups(self.stats)
         self._subscribed: set[str] = set()
         self._acks: dict[str, asyncio.Future[None]] = {}
         self._locks = KeyedLock()
@@ -189,6 +191,7 @@ class RedisLayer:
                     )
         except REDIS_ERRORS as exc:
             raise _unavailable("could not publish to Redis", exc) from exc
+        self.stats.published[message.type] += 1
 
     async def history_since(self, group: str, cursor: str) -> Recovery:
         """What `group` published after `cursor`, or why that cannot be told."""
@@ -368,7 +371,7 @@ class RedisLayer:
             except REDIS_ERRORS as exc:
                 # redis-py reconnects on the next read and re-subscribes every channel itself.
                 if not lost:
-                    STATS.redis_reconnects += 1
+                    self.stats.redis_reconnects += 1
                     log.warning("Redis pub/sub connection lost (%s); reconnecting", exc)
                 lost = True
                 await asyncio.sleep(backoff)
@@ -471,9 +474,9 @@ class RedisLayer:
             if recovery.recovered:
                 for event in recovery.events:
                     self._deliver(group, event)
-                STATS.redis_gap_events += len(recovery.events)
+                self.stats.redis_gap_events += len(recovery.events)
                 continue
-            STATS.redis_gaps_lost += 1
+            self.stats.redis_gaps_lost += 1
             log.warning("events of %s may have been missed while Redis was away: %s", group, recovery.reason)
             if recovery.cursor is not None:
                 now_epoch, _, now_offset = recovery.cursor.rpartition(":")

@@ -14,7 +14,7 @@ import gc
 import time
 from typing import Any
 
-from switchboard.observability.stats import GC_BUCKETS, STATS
+from switchboard.observability.stats import GC_BUCKETS, PROCESS
 
 
 def freeze_start_up_objects() -> int:
@@ -26,7 +26,7 @@ def freeze_start_up_objects() -> int:
 
 
 class GcPauses:
-    """A gc callback that records each collection's duration in STATS while installed."""
+    """A gc callback that records each collection's duration in PROCESS while installed."""
 
     def __init__(self) -> None:
         self._started = 0.0
@@ -37,8 +37,8 @@ class GcPauses:
             return
         seconds = time.perf_counter() - self._started
         generation = int(info["generation"])
-        STATS.gc_pause_counts[generation][bisect.bisect_left(GC_BUCKETS, seconds)] += 1
-        STATS.gc_pause_sum[generation] += seconds
+        PROCESS.gc_pause_counts[generation][bisect.bisect_left(GC_BUCKETS, seconds)] += 1
+        PROCESS.gc_pause_sum[generation] += seconds
 
     def install(self) -> None:
         if self not in gc.callbacks:

@@ -12,7 +12,7 @@ import bisect
 import time
 from contextlib import suppress
 
-from switchboard.observability.stats import GC_BUCKETS, STATS
+from switchboard.observability.stats import GC_BUCKETS, PROCESS
 
 INTERVAL = 0.05
 
@@ -40,5 +40,5 @@ class LoopLag:
             due = time.perf_counter() + INTERVAL
             await asyncio.sleep(INTERVAL)
             late = max(0.0, time.perf_counter() - due)
-            STATS.loop_lag_counts[bisect.bisect_left(GC_BUCKETS, late)] += 1
-            STATS.loop_lag_sum += late
+            PROCESS.loop_lag_counts[bisect.bisect_left(GC_BUCKETS, late)] += 1
+            PROCESS.loop_lag_sum += late

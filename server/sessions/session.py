@@ -18,7 +18,7 @@ from switchboard.messages.envelope import Envelope
 from switchboard.messages.events import DATA, NOTIFY, PRESENCE, RESUME, data_payload, notify_fields
 from switchboard.messages.filters import EventFilter, Listener
 from switchboard.messages.groups import ALL, note_group, note_id_of, require_valid_group_name
-from switchboard.observability.stats import STATS
+from switchboard.observability.stats import Stats
 from switchboard.security.auth import User
 from switchboard.sessions.handlers import HandlerRegistry
 
@@ -98,6 +98,7 @@ class Session:
         "_closed",
         "_closer",
         "_closing",
+        "_counters",
         "_groups",
         "_handlers",
         "_layer",
@@ -123,8 +124,10 @@ class Session:
         session_id: str | None = None,
         max_notes: int = 50,
         observer: MembershipObserver | None = None,
+        counters: Stats | None = None,
     ) -> None:
         self.id = session_id or uuid.uuid4().hex
+        self._counters = counters if counters is not None else Stats()  # the app's
         self.user = user
         self.connected_at = time.time()
         self.stats = SessionStats()
@@ -265,7 +268,7 @@ class Session:
             self._dropped("handler_failed", message, "its handler raised", exc_info=True)
 
     def _dropped(self, reason: str, message: Envelope, detail: str, *, exc_info: bool = False) -> None:
-        STATS.dropped[reason] += 1
+        self._counters.dropped[reason] += 1
         log.warning(
             "session %s dropped %r event %s: %s",
             self.id,
@@ -301,7 +304,7 @@ class Session:
                 self._overflow()
                 return
         self.stats.delivered += 1
-        STATS.delivered += 1
+        self._counters.delivered += 1
 
     # -- listeners and streams -----------------------------------------------------------------
 
@@ -341,7 +344,7 @@ class Session:
         if self.stats.overflowed:
             return
         self.stats.overflowed = True
-        STATS.overflows += 1
+        self._counters.overflows += 1
         log.warning(
             "session %s: outgoing queue full (%d); closing as a slow consumer",
             self.id,

@@ -27,7 +27,7 @@ from graphql import OperationType
 from switchboard.engine.asgi import Receive, Scope, Send, client_address
 from switchboard.engine.carriers import Carriers
 from switchboard.engine.delivery import Delivery
-from switchboard.engine.errors import coded
+from switchboard.engine.errors import coded, count_errors
 from switchboard.exceptions import (
     BadUserInput,
     NotFound,
@@ -117,7 +117,7 @@ class StreamEndpoint:
             else:
                 await self._distinct(scope, headers, query, receive, send)
         except SwitchboardError as exc:
-            await _json(send, _status_of(exc), {"errors": [coded(str(exc), exc.code)]})
+            await self._json(send, _status_of(exc), {"errors": [coded(str(exc), exc.code)]})
 
     # -- graphql-sse distinct connections, and multipart ---------------------------------------
 
@@ -141,12 +141,10 @@ class StreamEndpoint:
         if scope["method"] == "GET" and await self._is_mutation(params):
             # What a cross-site GET (a link, an <img>, a no-cors fetch with the victim's cookie)
             # must never do, as the GraphQL-over-HTTP spec says: 405, on every transport.
-            await _answer(
-                send,
-                405,
-                [(b"content-type", b"application/json"), (b"allow", b"POST")],
-                orjson.dumps({"errors": [coded("mutations are not run over GET: use POST", "BAD_REQUEST")]}),
-            )
+            errors = [coded("mutations are not run over GET: use POST", "BAD_REQUEST")]
+            count_errors(self.services.stats, errors)
+            allow = [(b"content-type", b"application/json"), (b"allow", b"POST")]
+            await _answer(send, 405, allow, orjson.dumps({"errors": errors}))
             return
         known, user, handshake = await self._authenticate(scope, send, framing)
         if not known:
@@ -221,7 +219,9 @@ class StreamEndpoint:
         if stream is None:
             raise NotFound("the reservation's stream is not open: open it (GET) first")
         if op_id in stream.peer.ops:
-            await _json(send, 409, {"errors": [coded("an operation with that id is running", "CONFLICT")]})
+            await self._json(
+                send, 409, {"errors": [coded("an operation with that id is running", "CONFLICT")]}
+            )
             return
         await self._run(stream, op_id, params)
         await _answer(send, 202, [], b"")
@@ -249,7 +249,7 @@ class StreamEndpoint:
                 raise Unauthenticated("authentication required: a bearer token, or the app's session")
         except SwitchboardError as exc:
             if framing is None:
-                await _json(send, _status_of(exc), {"errors": [coded(str(exc), exc.code)]})
+                await self._json(send, _status_of(exc), {"errors": [coded(str(exc), exc.code)]})
             else:
                 await self._refuse(send, framing, exc)
             return False, None, None
@@ -318,9 +318,10 @@ class StreamEndpoint:
         or, for a refusal that may pass (limits, unavailable), a `retry` hint and the end (the
         client reconnects); a JSON body for multipart."""
         errors = [coded(str(exc), exc.code)]
+        count_errors(self.services.stats, errors)
         passing = isinstance(exc, RateLimited | Unavailable)
         if framing.multipart:  # as a query's refusal: 200 and errors, unless it may pass
-            await _json(send, _status_of(exc) if passing else 200, {"errors": errors})
+            await self._json(send, _status_of(exc) if passing else 200, {"errors": errors})
             return
         body = (retry_field(RETRY_MS) if passing else "") + framing.result(
             "", orjson.dumps({"errors": errors}).decode()
@@ -329,6 +330,10 @@ class StreamEndpoint:
             body += framing.complete("")
         headers = [(b"content-type", framing.content_type), (b"cache-control", b"no-cache")]
         await _answer(send, 200, headers, body.encode())
+
+    async def _json(self, send: Send, status: int, body: dict[str, Any]) -> None:
+        count_errors(self.services.stats, body.get("errors") or ())
+        await _json(send, status, body)
 
     def _expire_reservations(self) -> None:
         now = time.monotonic()

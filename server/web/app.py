@@ -112,7 +112,7 @@ def create_app(settings: Settings | None = None, schema: Any = None) -> Switchbo
         schema = default_schema
     api: GraphQLApi = schema
     services = build_services(settings)
-    delivery = Delivery(settings, api)  # the engine's shared parts; the transports adapt it
+    delivery = Delivery(settings, api, services.stats)  # the engine's shared parts; the transports adapt it
     websockets = WebSocketEndpoint(services, delivery)
     streams = StreamEndpoint(services, delivery)
     quart = Quart(__name__)

@@ -1,4 +1,5 @@
-"""Prometheus metrics at /metrics, read from live state and STATS at scrape time.
+"""Prometheus metrics at /metrics, read from live state, the app's stats and the process's
+(observability.stats) at scrape time.
 
 Under `serve --workers N` the figures are those of every worker, added up (server/worker_metrics.py);
 `switchboard_worker_*{worker="<pid>"}` show each worker on its own. `process_*` metrics describe
@@ -17,7 +18,7 @@ from prometheus_client import CollectorRegistry, PlatformCollector, ProcessColle
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from switchboard.observability.stats import GC_BUCKETS, LATENCY_BUCKETS, STATS
+from switchboard.observability.stats import GC_BUCKETS, LATENCY_BUCKETS, PROCESS
 from switchboard.observability.worker_metrics import Snapshot, WorkerShare, rss_bytes
 from switchboard.services import Services
 
@@ -72,6 +73,7 @@ COUNTERS = {
 
 def local_snapshot(services: Services, connections: Sized, pid: int = 0, streams: Sized = ()) -> Snapshot:
     """This process's figures now."""
+    stats = services.stats
     subscribed = getattr(services.layer, "subscribed_groups", None)
     try:
         tasks = asyncio.all_tasks()
@@ -89,31 +91,31 @@ def local_snapshot(services: Services, connections: Sized, pid: int = 0, streams
             "switchboard_asyncio_tasks": len(tasks),
             "switchboard_own_tasks": sum(1 for t in tasks if t.get_name().startswith(TASK_PREFIX)),
             "switchboard_gc_frozen_objects": gc.get_freeze_count(),
-            "switchboard_ws_compression_contexts": STATS.ws_compression_contexts,
+            "switchboard_ws_compression_contexts": PROCESS.ws_compression_contexts,
             "resident_memory_bytes": rss_bytes(),
         },
         counters={
-            "switchboard_events_published": dict(STATS.published),
-            "switchboard_events_delivered": {"": STATS.delivered},
-            "switchboard_events_dropped": dict(STATS.dropped),
-            "switchboard_queue_overflows": {"": STATS.overflows},
-            "switchboard_redis_reconnects": {"": STATS.redis_reconnects},
-            "switchboard_redis_gap_events": {"": STATS.redis_gap_events},
-            "switchboard_redis_gaps_lost": {"": STATS.redis_gaps_lost},
-            "switchboard_errors": dict(STATS.errors),
-            "switchboard_ws_compressions": {"": STATS.ws_compressions},
-            "switchboard_event_renders": {"": STATS.renders},
-            "switchboard_ws_compression_reused": {"": STATS.ws_compression_reused},
-            "switchboard_ws_compression_input_bytes": {"": STATS.ws_bytes_before_compression},
-            "switchboard_ws_compression_output_bytes": {"": STATS.ws_bytes_after_compression},
-            "switchboard_ws_inflation_refused": {"": STATS.ws_inflation_refused},
+            "switchboard_events_published": dict(stats.published),
+            "switchboard_events_delivered": {"": stats.delivered},
+            "switchboard_events_dropped": dict(stats.dropped),
+            "switchboard_queue_overflows": {"": stats.overflows},
+            "switchboard_redis_reconnects": {"": stats.redis_reconnects},
+            "switchboard_redis_gap_events": {"": stats.redis_gap_events},
+            "switchboard_redis_gaps_lost": {"": stats.redis_gaps_lost},
+            "switchboard_errors": dict(stats.errors),
+            "switchboard_ws_compressions": {"": PROCESS.ws_compressions},
+            "switchboard_event_renders": {"": stats.renders},
+            "switchboard_ws_compression_reused": {"": PROCESS.ws_compression_reused},
+            "switchboard_ws_compression_input_bytes": {"": PROCESS.ws_bytes_before_compression},
+            "switchboard_ws_compression_output_bytes": {"": PROCESS.ws_bytes_after_compression},
+            "switchboard_ws_inflation_refused": {"": PROCESS.ws_inflation_refused},
         },
-        latency_counts=list(STATS.latency_counts),
-        latency_sum=STATS.latency_sum,
-        gc_pause_counts=[list(counts) for counts in STATS.gc_pause_counts],
-        gc_pause_sum=list(STATS.gc_pause_sum),
-        loop_lag_counts=list(STATS.loop_lag_counts),
-        loop_lag_sum=STATS.loop_lag_sum,
+        latency_counts=list(stats.latency_counts),
+        latency_sum=stats.latency_sum,
+        gc_pause_counts=[list(counts) for counts in PROCESS.gc_pause_counts],
+        gc_pause_sum=list(PROCESS.gc_pause_sum),
+        loop_lag_counts=list(PROCESS.loop_lag_counts),
+        loop_lag_sum=PROCESS.loop_lag_sum,
     )
 
 

@@ -16,7 +16,7 @@ from strawberry.schema.base import BaseSchema
 from switchboard.compat.strawberry_http import RefuseSubscriptions
 from switchboard.context import Context
 from switchboard.exceptions import BadRequest, RateLimited, SwitchboardError, Unauthenticated, Unavailable
-from switchboard.schema.errors import coded
+from switchboard.schema.errors import coded, count
 from switchboard.security.handshake import Handshake
 from switchboard.services import Services
 from switchboard.web.media_type import GRAPHQL_RESPONSE, as_graphql_response, wants_graphql_response
@@ -62,7 +62,10 @@ class SwitchboardView(RefuseSubscriptions, GraphQLView[Context, None]):
         # view without passing the schema's ErrorCodes extension: give them their code here, so
         # every error over HTTP has one, as over the WebSocket.
         if result.errors:
-            result.errors = [e if (e.extensions or {}).get("code") else coded(e) for e in result.errors]
+            stats = self.services.stats
+            result.errors = [
+                e if (e.extensions or {}).get("code") else count(stats, coded(e)) for e in result.errors
+            ]
         return await super().process_result(request, result)
 
     def encode_json(self, data: object) -> bytes:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import zlib
 from collections import OrderedDict
 
-from switchboard.observability.stats import STATS
+from switchboard.observability.stats import PROCESS
 from switchboard.ws.deflate_blocks import TAIL
 
 Step = tuple[int, bytes]
@@ -74,7 +74,7 @@ class Budget:
 
     def count(self, change: int) -> None:
         self.live += change
-        STATS.ws_compression_contexts = self.live
+        PROCESS.ws_compression_contexts = self.live
 
 
 class Contexts:
@@ -114,9 +114,9 @@ class Contexts:
             deflater.compress(bytes([FILLER]) * own)
             deflater.flush(zlib.Z_SYNC_FLUSH)  # to a byte boundary; the socket sends its own bytes
         compressed = (deflater.compress(payload) + deflater.flush(zlib.Z_SYNC_FLUSH))[: -len(TAIL)]
-        STATS.ws_compressions += 1
-        STATS.ws_bytes_before_compression += len(payload)
-        STATS.ws_bytes_after_compression += len(compressed)
+        PROCESS.ws_compressions += 1
+        PROCESS.ws_bytes_before_compression += len(payload)
+        PROCESS.ws_bytes_after_compression += len(compressed)
         key = self._key(context.key, step)
         after = self._by_key.get(key)
         if after is None:
@@ -223,7 +223,7 @@ class Seat:
             return None
         found = context.steps.get(step)  # compressed already, for a socket that went this way
         if found is not None and found[1].deflater is not None:
-            STATS.ws_compression_reused += 1
+            PROCESS.ws_compression_reused += 1
             compressed, after = found
             if after is not context:
                 contexts.move(context, after)

@@ -36,7 +36,7 @@ from functools import partial
 from wsproto.extensions import Extension
 from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
 
-from switchboard.observability.stats import STATS
+from switchboard.observability.stats import PROCESS
 from switchboard.settings import Settings
 from switchboard.ws.contexts import ContextsByWindow, Seat
 from switchboard.ws.deflate_blocks import MAX_MATCH, MIN_MATCH, TAIL, back_reference, stored_block
@@ -93,14 +93,14 @@ class SharedCompressor:
         found = self._cache.get(key)
         if found is not None:
             self._cache.move_to_end(key)
-            STATS.ws_compression_reused += 1
+            PROCESS.ws_compression_reused += 1
             return found
         compressor = zlib.compressobj(self._level, zlib.DEFLATED, -window_bits)
         compressed = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
         compressed = compressed[: -len(TAIL)]
-        STATS.ws_compressions += 1
-        STATS.ws_bytes_before_compression += len(data)
-        STATS.ws_bytes_after_compression += len(compressed)
+        PROCESS.ws_compressions += 1
+        PROCESS.ws_bytes_before_compression += len(data)
+        PROCESS.ws_bytes_after_compression += len(compressed)
         self._cache[key] = compressed
         self._bytes += len(data) + len(compressed)
         while len(self._cache) > self._max_entries or self._bytes > self._max_bytes:
@@ -219,7 +219,7 @@ class SharedDeflate(Extension):
             # (a CloseReason from here) would not send. Anything more of it is refused here.
             self._inflater = None
             self._refused = True
-            STATS.ws_inflation_refused += 1
+            PROCESS.ws_inflation_refused += 1
         return out
 
     # -- outbound: whole messages of min_bytes or more, compressed once for every socket --------
