@@ -9,8 +9,14 @@ at the rate its budgets let it:
   fat-subs     32 subscriptions of documents at the field and alias limits, with 4 KiB of
                variables each, on `all`: every event is rendered for each of them too
   queries      `sessions` and `presence` queries over the WebSocket as fast as allowed
+  literal-subs 2 sockets x 32 subscriptions whose `groups` are literal lists at the cap (52
+               names of 99 characters), on `all`: what pushed a bystander's p50 to 6.3 s when
+               1900 literal groups were coerced again for every event
+  fragments    unauthenticated POSTs of documents whose fragments each spread the next twice
+               (23 levels, 944 bytes, and 120 levels near the token limit), as fast as the
+               address's budget allows: 27 s of frozen loop each, before the linear cost check
 
-  python bench/stall.py [--seconds 10]     (writes bench/results/stall.json)
+  python bench/stall.py [--seconds 10] [--cases a,b]     (writes bench/results/stall.json)
 
 For each case: the bystander's p50 / p99 / max latency, against the same with no attacker.
 """
@@ -37,7 +43,7 @@ import websockets  # noqa: E402
 from switchboard.security.auth import mint_token  # noqa: E402
 from tests.support.processes import TEST_SECRET, RedisServer, ServerProcess  # noqa: E402
 
-CASES = ("none", "http-heavy", "since", "fat-subs", "queries")
+CASES = ("none", "http-heavy", "since", "fat-subs", "queries", "literal-subs", "fragments")
 BYSTANDER = 'subscription { events(groups: ["all"]) { __typename ... on DataEvent { payload } } }'
 ALIASED = " ".join(f"a{i}: __typename" for i in range(15))
 FAT = (
@@ -49,6 +55,16 @@ FAT = (
 )
 HEAVY_HTTP = "query { " + ALIASED + " " + "__typename " * 180 + "}"
 REFUSED_HTTP = "{ " + "a " * 30_000 + "}"
+LITERAL_GROUPS = ", ".join(['"all"'] + [f'"{i:02d}' + "g" * 97 + '"' for i in range(51)])
+LITERAL_SUB = (
+    f"subscription {{ events(groups: [{LITERAL_GROUPS}]) {{ "
+    "__typename ... on DataEvent { id group payload sentAt cursor } } }"
+)
+
+
+def multiplying_fragments(levels: int) -> str:
+    fragments = [f"fragment F{i} on Query {{ ...F{i + 1} ...F{i + 1} }}" for i in range(levels)]
+    return " ".join(["query { ...F0 }", *fragments, f"fragment F{levels} on Query {{ __typename }}"])
 
 
 def say(message: str) -> None:
@@ -78,6 +94,32 @@ async def answer_pings(ws: Any, counts: dict[str, int]) -> None:
 async def attack(case: str, http_url: str, ws_url: str, seconds: float) -> dict[str, int]:
     counts: dict[str, int] = {}
     deadline = time.monotonic() + seconds
+    if case == "fragments":
+        documents = [multiplying_fragments(23), multiplying_fragments(120)]
+        async with httpx.AsyncClient(timeout=30) as client:  # no credentials: refused for its cost
+            n = 0
+            while time.monotonic() < deadline:
+                reply = await client.post(http_url, json={"query": documents[n % 2]})
+                codes = [e.get("extensions", {}).get("code") for e in reply.json().get("errors") or []]
+                key = ",".join(str(c) for c in codes) or "ok"
+                counts[key] = counts.get(key, 0) + 1
+                n += 1
+        return counts
+    if case == "literal-subs":
+        sockets = [await ws_session(ws_url, f"attacker-{case}") for _ in range(2)]
+        readers = [asyncio.create_task(answer_pings(ws, counts)) for ws in sockets]
+        try:
+            for s, ws in enumerate(sockets):
+                for i in range(32):
+                    payload = {"query": LITERAL_SUB}
+                    await ws.send(json.dumps({"id": f"{s}-{i}", "type": "subscribe", "payload": payload}))
+            await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+        finally:
+            for reader in readers:
+                reader.cancel()
+            for ws in sockets:
+                await ws.close()
+        return counts
     if case == "http-heavy":
         headers = {"authorization": f"Bearer {mint_token(TEST_SECRET, f'attacker-{case}')}"}
         async with httpx.AsyncClient(timeout=30) as client:
@@ -202,14 +244,14 @@ async def measure(server: ServerProcess, case: str, seconds: float) -> dict[str,
     }
 
 
-async def run(seconds: float) -> list[dict[str, Any]]:
+async def run(seconds: float, cases: list[str]) -> list[dict[str, Any]]:
     redis = RedisServer().start()
     env = {"REDIS_URL": redis.url, "SWITCHBOARD_PREFIX": "stall", "SWITCHBOARD_LOG_LEVEL": "WARNING"}
     server = ServerProcess(env).start()
     os.environ.update(REDIS_URL=redis.url, SWITCHBOARD_PREFIX="stall")  # where send_to_group publishes
     rows = []
     try:
-        for case in CASES:
+        for case in cases:
             say(f"case {case}")
             row = await measure(server, case, seconds)
             say(json.dumps(row))
@@ -239,6 +281,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated, from: " + ", ".join(CASES))
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "stall.json"))
     parser.add_argument("--attack", choices=CASES[1:], help=argparse.SUPPRESS)
     parser.add_argument("--http", help=argparse.SUPPRESS)
@@ -247,7 +290,7 @@ def main() -> int:
     if args.attack:
         print(json.dumps(asyncio.run(attack(args.attack, args.http, args.ws, args.seconds))))
         return 0
-    rows = asyncio.run(run(args.seconds))
+    rows = asyncio.run(run(args.seconds, [c for c in args.cases.split(",") if c]))
     Path(args.out).write_text(json.dumps({"seconds": args.seconds, "rows": rows}, indent=2) + "\n")
     report(rows)
     return 0 if all(r["received"] == r["sent"] for r in rows) else 1
