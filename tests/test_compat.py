@@ -103,3 +103,33 @@ def test_hypercorn_and_uvicorn_build_permessage_deflate_through_the_name_we_repl
         )
     finally:
         hypercorn_ws.PerMessageDeflate, uvicorn_ws.PerMessageDeflate = originals
+
+
+def test_wsproto_reads_every_frame_header_where_the_message_limit_looks() -> None:
+    """compat/ws_frame_limit.py: a server connection refuses a message from its header (1009, as
+    if the peer had closed), its payload never read; one at the limit passes."""
+    import struct
+
+    from wsproto.connection import Connection, ConnectionState, ConnectionType
+    from wsproto.events import CloseConnection, TextMessage
+
+    from switchboard.compat.ws_frame_limit import limit_messages
+
+    limit_messages(1000)
+    over = Connection(ConnectionType.SERVER)
+    over.receive_data(struct.pack("!BBQ", 0x81, 0x80 | 127, 300 << 20) + b"mask" + b"\0" * 4096)
+    events = list(over.events())
+    assert [(type(e), getattr(e, "code", None)) for e in events] == [(CloseConnection, 1009)]
+    assert over.state is ConnectionState.REMOTE_CLOSING
+    fragments = Connection(ConnectionType.SERVER)
+    first = struct.pack("!BBH", 0x01, 0x80 | 126, 600) + b"\0\0\0\0" + b"x" * 600
+    fragments.receive_data(first + struct.pack("!BBH", 0x80, 0x80 | 126, 600) + b"\0\0\0\0")
+    assert [type(e) for e in fragments.events()] == [TextMessage, CloseConnection]
+    bad = Connection(ConnectionType.SERVER)  # RSV1 without the extension: a protocol error
+    bad.receive_data(struct.pack("!BB", 0xC1, 0x80 | 1) + b"\0\0\0\0x")
+    assert [getattr(e, "code", None) for e in bad.events()] == [1002]
+    assert bad.state is ConnectionState.REMOTE_CLOSING  # so the server answers with the close frame
+    at_limit = Connection(ConnectionType.SERVER)
+    at_limit.receive_data(struct.pack("!BBH", 0x81, 0x80 | 126, 1000) + b"\0\0\0\0" + b"y" * 1000)
+    (message,) = list(at_limit.events())
+    assert isinstance(message, TextMessage) and len(message.data) == 1000

@@ -22,7 +22,8 @@ from tests.support.processes import ServerProcess
 NOTIFY = "mutation($g: String!, $m: String!) { sendNotify(group: $g, message: $m) { id } }"
 EVENTS = "subscription { events { __typename ... on NotifyEvent { group message } } }"
 ANSWER = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
-BOMB_BYTES = 200 << 20  # what one attacker's frame inflates to
+BOMB_BYTES = 200 << 20  # what one attacker's frame inflates to (~200 KB on the wire)
+SMALL_BOMB_BYTES = 48 << 20  # ~48 KB on the wire: under the 64 KiB message limit
 MAX_RSS_GROWTH = 8 << 20
 
 
@@ -38,11 +39,6 @@ def compressing_uvicorn(redis_url: str, prefix: str) -> Iterator[ServerProcess]:
     server = ServerProcess({"SWITCHBOARD_WS_COMPRESSION": "1"}, server="uvicorn").start()
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def bomb() -> bytes:
-    return deflate_bomb(BOMB_BYTES)
 
 
 def rss(server: ServerProcess) -> int:
@@ -156,15 +152,27 @@ async def test_a_client_that_offers_no_deflate_gets_plain_frames(compressing: Se
         assert not frame.rsv1 and message["payload"]["data"]["events"]["message"] == "w" * 3000
 
 
-@pytest.mark.parametrize(("name", "expected"), [("memory_server", None), ("compressing", 1009)])
+@pytest.mark.parametrize(
+    ("name", "inflated", "expected"),
+    [
+        ("memory_server", BOMB_BYTES, 1009),
+        ("compressing", BOMB_BYTES, 1009),
+        ("memory_server", SMALL_BOMB_BYTES, 1002),
+        ("compressing", SMALL_BOMB_BYTES, 1009),
+    ],
+)
 async def test_a_deflate_bomb_is_refused_and_costs_nothing(
-    request: pytest.FixtureRequest, bomb: bytes, name: str, expected: int | None
+    request: pytest.FixtureRequest, name: str, inflated: int, expected: int
 ) -> None:
     """Five connections each send a frame of ~200 KB that would inflate to 200 MB, two before
-    connection_init and three after. Declined (default): RSV1 is a protocol error, and hypercorn
-    drops the connection (no close frame). Negotiated: inflated no further than the message
-    limit, then closed with 1009. The server stays small, and a
-    bystander gets every event published meanwhile, in order."""
+    connection_init and three after. Its header announces more than the message limit, so it is
+    refused with 1009 before a byte is inflated, whether compression was declined (default) or
+    negotiated (compat/ws_frame_limit.py). A bomb of ~50 KB, under the limit on the wire:
+    declined, RSV1 is a protocol error (1002); negotiated, it is inflated no further than the
+    limit, then closed with 1009 (both were dropped without a close frame before). The server stays
+    small, and a bystander gets every event published meanwhile, in order."""
+    bomb = deflate_bomb(inflated)
+    assert (len(bomb) > 64 * 1024) is (inflated == BOMB_BYTES)
     server: ServerProcess = request.getfixturevalue(name)
     bystander_user = unique("b")
     async with WsClient(server.ws_url, token(bystander_user)) as bystander:

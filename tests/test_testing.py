@@ -119,3 +119,14 @@ async def test_the_clients_an_app_opens_are_closed_when_it_stops() -> None:
                 break
             await asyncio.sleep(0.02)
         assert hook.open == 0
+
+
+async def test_the_app_refuses_a_message_over_the_limit_whatever_serves_it() -> None:
+    """Behind an ASGI server that counts nothing (this in-process one; the servers we run refuse
+    from the frame header, compat/ws_frame_limit.py), the app itself closes with 1009: in bytes,
+    so 340 euro signs (361 characters in all) are over a 1024-byte limit."""
+    app = create_app(Settings(max_message_bytes=1024))
+    async with serving(app), WebSocketClient(app) as client:
+        await client.send({"type": "ping", "pad": "€" * 340})  # ~1040 bytes, 361 characters
+        with pytest.raises(ConnectionError, match="1009"):
+            await client.receive()

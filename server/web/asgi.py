@@ -4,6 +4,7 @@ Importing this module sets up the process as `switchboard serve` does (logging; 
 objects frozen out of the garbage collector's way, its pauses timed): a process's entry point."""
 
 from switchboard.compat.ws_extensions import use_extension
+from switchboard.compat.ws_frame_limit import limit_messages
 from switchboard.observability.gc_pauses import GC_PAUSES, freeze_start_up_objects
 from switchboard.observability.logs import configure_logging
 from switchboard.settings import Settings
@@ -13,6 +14,7 @@ from switchboard.ws.deflate import extension_factory
 settings = Settings.from_env()
 configure_logging(settings)
 use_extension(extension_factory(settings))
+limit_messages(settings.max_message_bytes)
 app = create_app(settings)
 freeze_start_up_objects()
 GC_PAUSES.install()

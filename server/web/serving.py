@@ -25,6 +25,7 @@ from hypercorn.config import Config, Sockets
 from hypercorn.utils import wrap_app
 
 from switchboard.compat.ws_extensions import use_extension
+from switchboard.compat.ws_frame_limit import limit_messages
 from switchboard.observability import worker_metrics
 from switchboard.observability.gc_pauses import GC_PAUSES, freeze_start_up_objects
 from switchboard.observability.logs import configure_logging
@@ -101,6 +102,7 @@ def load_app(path: str) -> Any:
     settings = Settings.from_env()
     configure_logging(settings)
     use_extension(extension_factory(settings))
+    limit_messages(settings.max_message_bytes)
     module_name, _, attribute = path.partition(":")
     app = getattr(importlib.import_module(module_name), attribute or "app")
     frozen = freeze_start_up_objects()
