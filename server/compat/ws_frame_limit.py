@@ -10,8 +10,9 @@ extensions. `limit_messages` wraps that method: past the limit it raises wsproto
 `ParseFailed` with 1009 before a byte of the payload is taken. wsproto reports any frame it
 cannot parse as a close from the peer without moving the connection's state, so hypercorn and
 uvicorn dropped such connections with no close frame; `limit_messages` also marks them closed by
-the peer, and the servers answer with the close frame (1009, 1002, 1007) before dropping them. The limit counts bytes on the wire (compressed,
-where permessage-deflate is on; ws/deflate.py bounds what they inflate to).
+the peer, and the servers answer with the close frame (1009, 1002, 1007) before dropping them.
+The limit counts bytes on the wire (compressed, where permessage-deflate is on; ws/deflate.py
+bounds what they inflate to).
 
 tests/test_compat.py fails when wsproto stops calling the method or its parse failures stop
 arriving as close events of an open connection.
