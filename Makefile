@@ -17,7 +17,7 @@ VENDOR_FILES := react/umd/react.production.min.js react-dom/umd/react-dom.produc
                 @graphiql/plugin-explorer/dist/index.umd.js @graphiql/plugin-explorer/dist/style.css
 
 
-.PHONY: run test lint typecheck check install assets redis-server chromium screenshots schema clean bench bench-venv
+.PHONY: run test lint typecheck check install assets redis-server chromium nginx screenshots schema clean bench bench-venv
 
 # Creates the virtualenv and installs Switchboard with its test and dev tools. The vendored
 # assets come first: they are package data, linked into the editable tree like the code.
@@ -59,6 +59,14 @@ redis-server:
 	}
 	@command -v redis-server >/dev/null 2>&1 || { echo "redis-server is still missing: install it and retry"; exit 1; }
 
+# The proxy tests put Debian's nginx in front of server processes (tests/support/nginx.py).
+nginx:
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { \
+	  echo "nginx not found: installing Debian's nginx-light package (for the proxy tests) ..."; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nginx-light >/dev/null; \
+	}
+
 # The browser tests drive Debian's chromium (a tool's own browser download does not work offline).
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
@@ -96,7 +104,7 @@ run: install
 	$(BIN)/switchboard serve --host $(HOST) --port $(PORT)
 
 # The whole test suite: real redis-server, real server processes, real clients.
-test: install redis-server chromium bench/loadgen/node_modules/.package-lock.json client_examples/stock/node_modules/.package-lock.json
+test: install redis-server chromium nginx bench/loadgen/node_modules/.package-lock.json client_examples/stock/node_modules/.package-lock.json
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -17,6 +17,9 @@ from switchboard.settings import Settings
 def _serve(args: argparse.Namespace) -> int:
     from switchboard.web.serving import make_config, serve, serve_uvicorn
 
+    if args.forwarded_allow_ips is not None:
+        # The setting of the app this command serves, for its workers too (they inherit it).
+        os.environ["SWITCHBOARD_TRUSTED_PROXIES"] = args.forwarded_allow_ips
     settings = Settings.from_env()
     if args.workers > 1 and not settings.redis_url:
         print("--workers > 1 needs REDIS_URL: the in-memory layer cannot span processes", file=sys.stderr)
@@ -91,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["hypercorn", "uvicorn"],
         default="hypercorn",
         help="ASGI server; uvicorn (extra [uvicorn]) holds sockets in about half the memory",
+    )
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        default=None,
+        help="comma-separated addresses or networks (or *) of the proxies whose Forwarded / "
+        "X-Forwarded-For name the client (SWITCHBOARD_TRUSTED_PROXIES)",
     )
     serve.add_argument(
         "--app",

@@ -79,6 +79,11 @@ class Settings:
     permission_url: str | None = None  # the app's HTTP note permission endpoint
     hook_timeout: float = 2.0  # seconds the app has to answer either endpoint
     hook_key: str | None = None  # sent as X-Switchboard-Key to the app's endpoints
+    hook_concurrency: int = 32  # requests to one app endpoint at once (its pool holds as many)
+    hook_queue: int = 256  # more waiting for a turn; past that refused at once (1013 / 503)
+    # Peers whose Forwarded / X-Forwarded-For say who the client is (security/proxies.py).
+    trusted_proxies: tuple[str, ...] = ()
+    max_connections_per_user: int = 64  # WebSocket connections past connection_init, per user
     permission_cache_ttl: float = 5.0  # seconds an answer about (user, note) is reused; 0: never
     client_publish: str = "none"  # "none": publisher tokens only; "notes": members of a note too
     # Subscriptions over HTTP (streams/): SSE and multipart streams, and reservations.
@@ -194,6 +199,12 @@ class Settings:
             permission_url=permission_url,
             hook_timeout=_positive_float(env, "SWITCHBOARD_HOOK_TIMEOUT", 2.0),
             hook_key=env.get("SWITCHBOARD_HOOK_KEY") or None,
+            hook_concurrency=_positive_int(env, "SWITCHBOARD_HOOK_CONCURRENCY", 32),
+            hook_queue=_positive_int(env, "SWITCHBOARD_HOOK_QUEUE", 256),
+            trusted_proxies=tuple(
+                p.strip() for p in (env.get("SWITCHBOARD_TRUSTED_PROXIES") or "").split(",") if p.strip()
+            ),
+            max_connections_per_user=_positive_int(env, "SWITCHBOARD_MAX_CONNECTIONS_PER_USER", 64),
             permission_cache_ttl=float(_whole(env, "SWITCHBOARD_PERMISSION_CACHE_TTL", 5)),
             client_publish=client_publish,
             max_streams=_positive_int(env, "SWITCHBOARD_MAX_STREAMS", 10_000),

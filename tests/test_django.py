@@ -6,6 +6,7 @@ ends the live connection within SWITCHBOARD["EXPIRES_IN"]."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.support.processes import ROOT, TEST_SECRET, ServerProcess, free_port
+from tests.support.processes import ROOT, TEST_SECRET, ServerProcess, free_port, run_python
 from tests.test_app_auth import OPEN, Peer, code_of
 
 SITE = ROOT / "client_examples" / "django"
@@ -181,3 +182,45 @@ def test_the_example_projects_own_tests_capture_what_its_views_publish() -> None
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Ran 2 tests" in done.stderr
+
+
+HOOK_VIEWS = """
+import django
+from django.conf import settings
+settings.configure(
+    SECRET_KEY="x", ALLOWED_HOSTS=["*"], SWITCHBOARD={"HOOK_KEY": KEY},
+    INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes"],
+    DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+)
+django.setup()
+from django.core.management import call_command
+from django.test import RequestFactory
+from switchboard.django.views import note_permission
+call_command("migrate", verbosity=0)
+from django.contrib.auth.models import User
+User.objects.create(pk=1, username="a")
+view = note_permission(lambda user, note: True)
+for sent in SENT:
+    extra = {} if sent is None else {"HTTP_X_SWITCHBOARD_KEY": sent}
+    body = '{"user": "1", "note_id": "1"}'
+    request = RequestFactory().post("/p", data=body, content_type="application/json", **extra)
+    print(view(request).status_code)
+"""
+
+
+@pytest.mark.parametrize(
+    ("key", "sent", "statuses"),
+    [
+        (None, [None, "", "anything"], [403, 403, 403]),  # no key set: nobody is Switchboard
+        ("", [None, ""], [403, 403]),
+        ("k3y", [None, "wrong", "k3\u00e9y", "k3y"], [403, 403, 403, 200]),
+    ],
+)
+def test_the_hook_views_refuse_without_the_key_and_never_fail(
+    key: str | None, sent: list[str | None], statuses: list[int]
+) -> None:
+    """The views answer 403 to anyone without SWITCHBOARD["HOOK_KEY"] (unset or empty: to
+    everyone), and a header that is not ASCII is a 403, not a 500."""
+    code = f"KEY = {key!r}\nSENT = {sent!r}\n" + HOOK_VIEWS
+    printed = run_python(code, {**os.environ, "PYTHONPATH": str(ROOT)}).split()
+    assert [int(s) for s in printed] == statuses

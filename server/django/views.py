@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -18,14 +19,23 @@ from switchboard.django.conf import setting
 from switchboard.security.auth import mint_token
 
 KEY_HEADER = "HTTP_X_SWITCHBOARD_KEY"
+log = logging.getLogger(__name__)
 
 NoteCheck = Callable[[Any, str], bool]
 """`check(user, note_id) -> bool`, the app's own rule (a Django model query, say)."""
 
 
 def _from_switchboard(request: HttpRequest) -> bool:
+    """Whether the request carries SWITCHBOARD["HOOK_KEY"]: compared as bytes in constant time.
+    With no key set, nothing is from Switchboard: these views never answer a stranger (a
+    permission view that said yes to anyone who asked would open every note)."""
     key = setting("HOOK_KEY")
-    return key is None or hmac.compare_digest(request.META.get(KEY_HEADER, ""), str(key))
+    if not key:
+        log.error('SWITCHBOARD["HOOK_KEY"] is not set: the Switchboard hook views refuse every request')
+        return False
+    # WSGI hands header values as latin-1 text: back to the bytes that were sent.
+    given = request.META.get(KEY_HEADER, "").encode("latin-1", errors="replace")
+    return hmac.compare_digest(given, str(key).encode())
 
 
 @csrf_exempt

@@ -23,11 +23,14 @@ class Handshake:
     def from_asgi(
         cls, raw: Any, params: Mapping[str, Any] | None, address: str | None, transport: str
     ) -> Handshake:
-        """From ASGI `headers` ((name, value) byte pairs); repeated headers joined with a comma."""
+        """From ASGI `headers` ((name, value) byte pairs); repeated headers joined with a comma,
+        and repeated Cookie headers (HTTP/2 sends a cookie a header) with "; ", as one
+        Cookie header carries them."""
         headers: dict[str, str] = {}
         for name, value in raw or ():
             key, text = name.decode("latin-1").lower(), value.decode("latin-1")
-            headers[key] = f"{headers[key]}, {text}" if key in headers else text
+            joiner = "; " if key == "cookie" else ", "
+            headers[key] = f"{headers[key]}{joiner}{text}" if key in headers else text
         return cls(headers, dict(params or {}), address, transport)
 
     def header(self, name: str) -> str | None:

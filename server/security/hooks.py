@@ -60,11 +60,7 @@ class Authenticator:
     @classmethod
     def from_settings(cls, settings: Settings) -> Authenticator:
         hook = load_callable(settings.auth_hook, "SWITCHBOARD_AUTH_HOOK") if settings.auth_hook else None
-        connect = (
-            AppEndpoint(settings.connect_url, settings.hook_timeout, settings.hook_key)
-            if settings.connect_url
-            else None
-        )
+        connect = AppEndpoint.from_settings(settings.connect_url, settings) if settings.connect_url else None
         return cls(settings, hook, connect)
 
     @property
@@ -85,6 +81,10 @@ class Authenticator:
         if self._hook is not None:
             return await self._ask_hook(handshake)
         if self._connect is not None:
+            if not _carries_credentials(handshake):
+                # Nothing the app could name a user by: not worth a request (a flood of bare
+                # connects would queue in front of every real login).
+                return None
             return await self._ask_app(self._connect, handshake)
         return None
 
@@ -120,6 +120,13 @@ class Authenticator:
     async def close(self) -> None:
         if self._connect is not None:
             await self._connect.close()
+
+
+def _carries_credentials(handshake: Handshake) -> bool:
+    """Whether the client presented anything an app identifies users by: a cookie, an
+    Authorization header, or connection_init parameters of its own."""
+    own_params = any(k.lower() not in ("resume",) for k in handshake.params)
+    return bool(handshake.header("cookie") or handshake.header("authorization") or own_params)
 
 
 def user_from_answer(answer: dict[str, Any], url: str) -> User | None:

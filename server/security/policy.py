@@ -86,9 +86,7 @@ class Authorizer:
     def from_settings(cls, settings: Settings) -> Authorizer:
         policy: NotePolicy
         if settings.permission_url:
-            policy = HttpNotePolicy(
-                AppEndpoint(settings.permission_url, settings.hook_timeout, settings.hook_key)
-            )
+            policy = HttpNotePolicy(AppEndpoint.from_settings(settings.permission_url, settings))
         else:
             policy = load_note_policy(settings.note_policy)
         return cls(

@@ -16,6 +16,7 @@ from switchboard.exceptions import Unavailable
 from switchboard.observability.loop_lag import LoopLag
 from switchboard.observability.worker_metrics import WorkerShare
 from switchboard.publish import attach_server_layer, detach_server_layer
+from switchboard.security.proxies import TrustedProxies
 from switchboard.security.ratelimit import BucketTable
 from switchboard.services import Services, build_services
 from switchboard.settings import Settings
@@ -56,8 +57,11 @@ class Switchboard:
         # a few microseconds, so one client in a loop cannot take the CPU from everyone else.
         self._requests = BucketTable(settings.http_rate, settings.http_burst)
         self._cors = Cors(websockets.origins)  # the same allowlist as WebSocket handshakes
+        self._proxies = TrustedProxies(settings.trusted_proxies)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope = self._proxies.resolve(scope)  # the browser behind a trusted proxy, if any
         if scope["type"] == "websocket" and scope["path"] == GRAPHQL_PATH:
             await self.websockets(scope, receive, send)
         elif scope["type"] == "http" and scope["path"] == GRAPHQL_PATH:

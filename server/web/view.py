@@ -75,11 +75,8 @@ class SwitchboardView(RefuseSubscriptions, GraphQLView[Context, None]):
         return orjson.loads(data)
 
     async def dispatch_request(self, **kwargs: object) -> Any:
-        handshake = Handshake(
-            {name.lower(): value for name, value in request.headers.items()},
-            address=request.remote_addr,
-            transport="http",
-        )
+        # From the raw headers: every Cookie header of the request, joined as one.
+        handshake = Handshake.from_asgi(request.scope.get("headers"), None, request.remote_addr, "http")
         try:
             user = await self.services.authenticator.authenticate(handshake)
         except Unauthenticated as exc:

@@ -39,6 +39,7 @@ class Connection:
         "_handlers",
         "_receive",
         "_task",
+        "counted_user",
         "endpoint",
         "last_ping",
         "last_received",
@@ -65,6 +66,7 @@ class Connection:
         context = Context(endpoint.services, request=self)
         self.peer = Peer(endpoint.services, endpoint.delivery, self, context, client_address(scope))
         self.pending = True  # counted in the endpoint's pre-authentication budget
+        self.counted_user: str | None = None  # counted in the endpoint's per-user connections
         self.opened_at = self.last_received = time.monotonic()
         self.last_ping = 0.0  # when the last ping was sent (or the ack, before the first ping)
         self.pinged = False
@@ -247,8 +249,9 @@ class Connection:
         except SwitchboardError as exc:
             self._refuse(exc, "group layer")
             return
-        if not self.endpoint.authenticated(self):
-            self.close(close_codes.TRY_AGAIN_LATER, "server is at its connection limit")
+        refusal = self.endpoint.authenticated(self)
+        if refusal is not None:
+            self.close(close_codes.TRY_AGAIN_LATER, refusal)
             return  # the session is left with the connection (Peer.shutdown)
         self.state = State.READY
         self.peer.context.connection_params = payload

@@ -38,6 +38,7 @@ class WebSocketEndpoint:
         # only connections past the ack).
         self.pending: Counter[str | None] = Counter()  # by peer address
         self.pending_total = 0
+        self.per_user: Counter[str] = Counter()  # connections past connection_init, by user
         self.handshakes = BucketTable(settings.connect_rate, settings.connect_burst)
         self._stopping = False
 
@@ -76,6 +77,7 @@ class WebSocketEndpoint:
         finally:
             if connection.pending:
                 self._pend(connection.peer.address, -1)
+            self._uncount(connection)
             self.connections.discard(connection)
 
     def _refusal(self, scope: Scope) -> str | None:
@@ -88,7 +90,15 @@ class WebSocketEndpoint:
             return "server is at its connection limit"
         if self.pending_total >= settings.max_pending_connections:
             return "too many connections waiting to authenticate"
-        if self.pending[address] >= settings.max_pending_per_address:
+        mine = self.pending[address]
+        if mine >= settings.max_pending_per_address:
+            return "too many unauthenticated connections from your address"
+        if (
+            self.pending_total * 2 >= settings.max_pending_connections
+            and mine * 2 * len(self.pending) >= settings.max_pending_connections
+        ):
+            # Past half the budget, no address holds more than an even share of it: a few
+            # addresses cannot fill it and lock every other browser out.
             return "too many unauthenticated connections from your address"
         if not self.handshakes.get(str(address)).take():
             return "too many connection attempts from your address"
@@ -100,13 +110,28 @@ class WebSocketEndpoint:
         if self.pending[address] <= 0:
             del self.pending[address]
 
-    def authenticated(self, connection: Connection) -> bool:
-        """Move a connection out of the pending budget; False if that would pass MAX_CONNECTIONS."""
-        if len(self.connections) - self.pending_total >= self.services.settings.max_connections:
-            return False
+    def authenticated(self, connection: Connection) -> str | None:
+        """Move a connection out of the pending budget; why not, if that would pass
+        MAX_CONNECTIONS or its user's MAX_CONNECTIONS_PER_USER."""
+        settings = self.services.settings
+        if len(self.connections) - self.pending_total >= settings.max_connections:
+            return "server is at its connection limit"
+        user = connection.peer.context.user
+        if user is not None:
+            if self.per_user[user.id] >= settings.max_connections_per_user:
+                return f"at most {settings.max_connections_per_user} connections per user"
+            self.per_user[user.id] += 1
+            connection.counted_user = user.id
         self._pend(connection.peer.address, -1)
         connection.pending = False
-        return True
+        return None
+
+    def _uncount(self, connection: Connection) -> None:
+        user_id = connection.counted_user
+        if user_id is not None:
+            self.per_user[user_id] -= 1
+            if self.per_user[user_id] <= 0:
+                del self.per_user[user_id]
 
     def start(self) -> None:
         """Start the liveness sweep (init timeouts, pings, stuck writers)."""
