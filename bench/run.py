@@ -35,6 +35,7 @@ REF_PY = str(BENCH / ".venv-ref" / "bin" / "python")
 NODE = shutil.which("node") or "node"
 DEFLATE = "on"  # the load generator offers permessage-deflate as Chromium does (--client-deflate)
 CLIENT = "browser"  # whose sockets: bench/loadgen/browser_socket.mjs, or the ws package (--client)
+BASE = ""  # a package tree of another revision, served as switchboard-base (--base)
 
 
 def say(message: str) -> None:
@@ -60,7 +61,13 @@ class Server:
         return f"ws://127.0.0.1:{self.port}{path}"
 
     def command(self) -> list[str]:
-        if self.name in ("switchboard", "switchboard-deflate", "switchboard-window", "switchboard-sse"):
+        if self.name in (
+            "switchboard",
+            "switchboard-base",
+            "switchboard-deflate",
+            "switchboard-window",
+            "switchboard-sse",
+        ):
             return [MAIN_PY, "-m", "switchboard", "serve", "--port", str(self.port)]
         if self.name == "switchboard-uvicorn":
             return [MAIN_PY, "-m", "switchboard", "serve", "--port", str(self.port), "--server", "uvicorn"]
@@ -102,7 +109,8 @@ class Server:
             "SWITCHBOARD_CONNECT_BURST": "100000",
             "SWITCHBOARD_MAX_PENDING_PER_ADDRESS": "20000",
             "CHANNEL_LAYER": "pubsub" if self.name == "channels-pubsub" else "redis",
-            "PYTHONPATH": str(ROOT),
+            # switchboard-base: the same server from another revision's package tree (--base).
+            "PYTHONPATH": f"{BASE}:{ROOT}" if self.name == "switchboard-base" else str(ROOT),
             "SWITCHBOARD_WS_COMPRESSION": {"switchboard-deflate": "1", "switchboard-window": "window"}.get(
                 self.name, "0"
             ),
@@ -173,6 +181,7 @@ class Server:
 SERVERS = {
     "floor": lambda: Server("floor", "floor", "floor", MAIN_PY),
     "switchboard": lambda: Server("switchboard", "graphql", "switchboard", MAIN_PY),
+    "switchboard-base": lambda: Server("switchboard-base", "graphql", "switchboard", MAIN_PY),
     "switchboard-deflate": lambda: Server("switchboard-deflate", "graphql", "switchboard", MAIN_PY),
     "switchboard-window": lambda: Server("switchboard-window", "graphql", "switchboard", MAIN_PY),
     "switchboard-sse": lambda: Server("switchboard-sse", "sse", "switchboard", MAIN_PY),
@@ -335,6 +344,8 @@ def plan(smoke: bool, sizes: list[int], workloads: set[str]) -> list[Run]:
         "channels-redis",
     ]
     runs: list[Run] = []
+    if BASE:
+        servers.insert(servers.index("switchboard") + 1, "switchboard-base")
     if "W1" in workloads:
         runs += [("W1 saturation", s, n, 200, 1000) for s in servers for n in sizes]
     if "W2" in workloads:
@@ -403,6 +414,12 @@ def main() -> int:
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--only", help="comma-separated servers")
     parser.add_argument(
+        "--base",
+        default="",
+        help="a package tree of another revision (a folder holding switchboard/, e.g. made by"
+        " bench/base_tree.sh REV): its server runs beside this one as switchboard-base",
+    )
+    parser.add_argument(
         "--repeat",
         type=int,
         default=1,
@@ -422,9 +439,10 @@ def main() -> int:
         help="the load generator's sockets: inflated as a browser does (browser), or by the ws package",
     )
     args = parser.parse_args()
-    global DEFLATE, CLIENT
+    global DEFLATE, CLIENT, BASE
     DEFLATE = args.client_deflate
     CLIENT = args.client
+    BASE = args.base
     runs = plan(args.smoke, [int(n) for n in args.sizes.split(",")], set(args.workloads.split(",")))
     if args.only:
         runs = [r for r in runs if r[1] in args.only.split(",")]
