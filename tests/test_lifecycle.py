@@ -6,6 +6,7 @@ import asyncio
 import signal
 import time
 
+import httpx
 import pytest
 
 from tests.conftest import token, unique
@@ -130,3 +131,37 @@ async def test_two_workers_share_one_port_and_one_redis(redis_url: str, prefix: 
                 await client.__aexit__(None, None, None)
     finally:
         assert server.stop() == 0, server.log_tail()
+
+
+@pytest.mark.parametrize("asgi_server", ["hypercorn", "uvicorn"])
+async def test_sigterm_ends_http_streams_with_their_closing_frame(asgi_server: str) -> None:
+    """SSE and multipart streams open at SIGTERM are ended by the server within the grace, with
+    the comment saying why (SSE) or the closing boundary (multipart), and a complete chunked
+    body: they were cut by the ASGI server after it (Chromium: ERR_INCOMPLETE_CHUNKED_ENCODING)."""
+    server = ServerProcess(server=asgi_server).start()
+    query = 'subscription { events(groups: ["all"]) { __typename } }'
+    accepts = ["text/event-stream", "multipart/mixed;subscriptionSpec=1.0"]
+    try:
+        async with httpx.AsyncClient(timeout=15) as client:
+            streams = [
+                await client.send(
+                    client.build_request(
+                        "POST", server.http_url, json={"query": query}, headers={"accept": accept}
+                    ),
+                    stream=True,
+                )
+                for accept in accepts
+            ]
+            await asyncio.sleep(0.3)
+            assert server.proc is not None
+            started = time.monotonic()
+            server.proc.send_signal(signal.SIGTERM)
+            bodies = [(await stream.aread()).decode() for stream in streams]  # complete, or it raises
+            took = time.monotonic() - started
+        sse, multipart = bodies
+        assert ": closed: server shutting down" in sse, sse[-200:]
+        assert multipart.rstrip().endswith("--graphql--"), multipart[-200:]
+        assert took < 4, took
+        assert await asyncio.to_thread(server.proc.wait, 15) == 0, server.log_tail()
+    finally:
+        server.stop()

@@ -78,6 +78,12 @@ class Switchboard:
         else:
             await self._http(scope, receive, send)
 
+    async def drain(self) -> None:
+        """The server is stopping (SIGTERM): close every WebSocket with 1001 and end every HTTP
+        stream with its closing comment or boundary, within the grace, before the ASGI server
+        cuts what is still open (a stream cut there is a truncated body to the browser)."""
+        await asyncio.gather(self.websockets.stop(), self.streams.stop())
+
     def _admit(self, scope: Scope) -> bool:
         """Whether the address's budget holds this request. It is counted in bytes as well as in
         requests: one request, plus one per whole REQUEST_COST_BYTES it sends (by Content-Length,

@@ -142,10 +142,7 @@ async def _worker(config: Config, sockets: Sockets | None, stop: ProcessEvent | 
                 await asyncio.wait_for(signalled.wait(), SHUTDOWN_POLL)
             except TimeoutError:
                 continue
-        log.info("shutting down: closing websockets with 1001")
-        websockets = getattr(app, "websockets", None)
-        if websockets is not None:
-            await websockets.stop()
+        await _drain(app)
 
     await worker_serve(
         wrap_app(app, config.wsgi_max_body_size, "asgi"),
@@ -153,6 +150,14 @@ async def _worker(config: Config, sockets: Sockets | None, stop: ProcessEvent | 
         sockets=sockets,
         shutdown_trigger=shutdown_trigger,
     )
+
+
+async def _drain(app: Any) -> None:
+    """Close every WebSocket with 1001 and end every HTTP stream (an app of ours: Switchboard.drain)."""
+    drain = getattr(app, "drain", None)
+    if drain is not None:
+        log.info("shutting down: closing websockets with 1001, ending streams")
+        await drain()
 
 
 def serve_uvicorn(app_path: str, host: str, port: int, settings: Settings) -> int:
@@ -171,10 +176,7 @@ def serve_uvicorn(app_path: str, host: str, port: int, settings: Settings) -> in
             yield
 
         async def shutdown(self, sockets: Any = None) -> None:
-            websockets = getattr(app, "websockets", None)
-            if websockets is not None:
-                log.info("shutting down: closing websockets with 1001")
-                await websockets.stop()
+            await _drain(app)
             await super().shutdown(sockets)
 
     config = uvicorn.Config(
