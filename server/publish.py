@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import threading
 import weakref
 from dataclasses import dataclass
@@ -151,7 +152,29 @@ class _Target:
 
 
 def _target() -> _Target | None:
-    return _target_for(tuple(os.environ.get(name) for name in PUBLISH_ENV))
+    values = tuple(os.environ.get(name) for name in PUBLISH_ENV)
+    if values[0] is None:  # no REDIS_URL in the environment: a Django project's settings, if any
+        values = _from_django_settings() or values
+    return _target_for(values)
+
+
+def _from_django_settings() -> tuple[str | None, ...] | None:
+    """REDIS_URL and PREFIX of the `SWITCHBOARD` setting, when this is a Django process whose
+    settings are configured (Django is looked up among the loaded modules, never imported: this
+    module needs neither Django nor anything else of the web stack). The environment wins."""
+    conf = sys.modules.get("django.conf")
+    settings = getattr(conf, "settings", None)
+    if settings is None or not getattr(settings, "configured", False):
+        return None
+    own = getattr(settings, "SWITCHBOARD", None)
+    if not isinstance(own, dict) or not own.get("REDIS_URL"):
+        return None
+    prefix = os.environ.get("SWITCHBOARD_PREFIX") or own.get("PREFIX")
+    return (
+        str(own["REDIS_URL"]),
+        None if prefix is None else str(prefix),
+        *(os.environ.get(name) for name in PUBLISH_ENV[2:]),
+    )
 
 
 @lru_cache(maxsize=16)

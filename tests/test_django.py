@@ -224,3 +224,26 @@ def test_the_hook_views_refuse_without_the_key_and_never_fail(
     code = f"KEY = {key!r}\nSENT = {sent!r}\n" + HOOK_VIEWS
     printed = run_python(code, {**os.environ, "PYTHONPATH": str(ROOT)}).split()
     assert [int(s) for s in printed] == statuses
+
+
+def test_the_publish_api_reads_the_django_setting_without_any_setup(redis_url: str) -> None:
+    """A Django process with SWITCHBOARD["REDIS_URL"] and no REDIS_URL in its environment:
+    send_to_socket_group publishes there from the first call (it raised LayerNotConfigured
+    until some switchboard.django.publish call had written the environment)."""
+    prefix = f"djpub{time.monotonic_ns()}"
+    code = f"""
+import django, redis
+from django.conf import settings
+settings.configure(SWITCHBOARD={{"REDIS_URL": {redis_url!r}, "PREFIX": {prefix!r}}})
+django.setup()
+from switchboard.layers.redis import group_channel
+listener = redis.Redis.from_url({redis_url!r}).pubsub()
+listener.subscribe(group_channel({prefix!r}, "user_7"))
+listener.get_message(timeout=2)
+from switchboard.publish import send_to_socket_group
+send_to_socket_group(group_name="user_7", event="notify", message="from django", status="info")
+message = listener.get_message(timeout=5)
+print("from django" in message["data"].decode())
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "SWITCHBOARD_PREFIX")}
+    assert run_python(code, {**env, "PYTHONPATH": str(ROOT)}).split() == ["True"]

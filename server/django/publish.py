@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from django.db import transaction
 
-from switchboard.django.conf import setting
 from switchboard.publish import send_to_group_sync
 
 
-def _configure() -> None:
-    """Where to publish: the SWITCHBOARD setting, unless the environment already says."""
-    for name, env in (("REDIS_URL", "REDIS_URL"), ("PREFIX", "SWITCHBOARD_PREFIX")):
-        value = setting(name)
-        if value and not os.environ.get(env):
-            os.environ[env] = str(value)
-
-
 def publish(group: str, event: str, /, **fields: Any) -> None:
-    """Publish now (outside a transaction, or when the event must go even if it rolls back)."""
-    _configure()
+    """Publish now (outside a transaction, or when the event must go even if it rolls back).
+    Where: SWITCHBOARD["REDIS_URL"] and ["PREFIX"] of the settings (switchboard.publish reads
+    them in a Django process, for send_to_group_sync and send_to_socket_group too), unless the
+    environment's REDIS_URL says otherwise."""
     send_to_group_sync(group, event, **fields)
 
 
