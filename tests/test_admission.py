@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,18 +16,10 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import token, unique
 from tests.support.app_server import AppServer
-from tests.support.processes import ServerProcess
+from tests.support.processes import ServerProcess, rss
 
 MB = 1 << 20
 INIT = '{"type":"connection_init","payload":{}}'
-
-
-def rss(server: ServerProcess) -> int:
-    assert server.proc is not None
-    for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 async def login(url: str, headers: Any, *, local: str = "127.0.0.1", init: str = INIT) -> Any:
@@ -78,12 +69,13 @@ async def test_after_a_flood_against_a_slow_app_real_logins_get_in(slow_app: App
         results = await asyncio.gather(*(timed(i) for i in range(300)))
         flooded = time.monotonic() - started
         outcomes = [outcome for outcome, _ in results]
-        assert set(outcomes) <= {4403, 1013}, set(map(str, outcomes))
+        assert set(outcomes) <= {4403, 1013}, set(map(str, outcomes))  # never admitted
         # 32 sent at once; the app may still be answering requests given up at their deadline
         # (their slot freed), never twice as many. httpx's own pool went to its 100.
         assert slow_app.most_in_flight <= 64, slow_app.most_in_flight
-        at_once = [took for outcome, took in results if outcome == 1013 and took < 0.5]
-        assert len(at_once) >= 300 - 32 - 256 - 5, (len(at_once), sorted(t for _, t in results)[-5:])
+        # Refused without waiting out the hook timeout (2 s): the queue was full.
+        at_once = [took for outcome, took in results if outcome == 1013 and took < 1.5]
+        assert len(at_once) >= 300 - 32 - 256 - 5, (len(at_once), sorted(t for _, t in results)[:12])
         logins = await asyncio.gather(
             *(login(server.ws_url, {"cookie": f"session=real-{i}"}) for i in range(20))
         )

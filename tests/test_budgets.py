@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +22,7 @@ from switchboard.settings import DEVELOPMENT_SECRET, Settings
 from tests.conftest import token, unique
 from tests.support.client import WsClient, http, padded_events_reach
 from tests.support.frames import FramePeer
-from tests.support.processes import ROOT, TEST_SECRET, ServerProcess, run_python
+from tests.support.processes import ROOT, TEST_SECRET, ServerProcess, rss, run_python
 from tests.support.raw import StalledPeer
 from tests.test_lifecycle import slow_subscribe
 
@@ -36,14 +35,6 @@ def server() -> Iterator[ServerProcess]:
     started = ServerProcess().start()
     yield started
     started.stop()
-
-
-def rss(server: ServerProcess) -> int:
-    assert server.proc is not None
-    line = next(
-        x for x in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines() if x.startswith("VmRSS:")
-    )
-    return int(line.split()[1]) * 1024
 
 
 @pytest.fixture

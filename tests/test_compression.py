@@ -7,7 +7,6 @@ import asyncio
 import struct
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import orjson
@@ -17,7 +16,7 @@ from switchboard.ws.deflate_blocks import back_reference
 from tests.conftest import token, unique
 from tests.support.client import WsClient, http
 from tests.support.frames import FramePeer, deflate_bomb
-from tests.support.processes import ServerProcess
+from tests.support.processes import ServerProcess, rss
 
 NOTIFY = "mutation($g: String!, $m: String!) { sendNotify(group: $g, message: $m) { id } }"
 EVENTS = "subscription { events { __typename ... on NotifyEvent { group message } } }"
@@ -39,14 +38,6 @@ def compressing_uvicorn(redis_url: str, prefix: str) -> Iterator[ServerProcess]:
     server = ServerProcess({"SWITCHBOARD_WS_COMPRESSION": "1"}, server="uvicorn").start()
     yield server
     server.stop()
-
-
-def rss(server: ServerProcess) -> int:
-    assert server.proc is not None
-    for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 async def publish(server: ServerProcess, group: str, message: str) -> None:

@@ -11,13 +11,12 @@ import os
 import struct
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import token, unique
 from tests.support.client import WsClient, http
-from tests.support.processes import ServerProcess
+from tests.support.processes import ServerProcess, rss
 
 NOTIFY = "mutation($g: String!, $m: String!) { sendNotify(group: $g, message: $m) { id } }"
 LIMIT = 65536
@@ -29,14 +28,6 @@ def limited(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
     server = ServerProcess({"SWITCHBOARD_MAX_MESSAGE_BYTES": str(LIMIT)}, server=request.param).start()
     yield server
     server.stop()
-
-
-def rss(server: ServerProcess) -> int:
-    assert server.proc is not None
-    for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 def header(length: int, *, fin: bool = True, opcode: int = 0x1) -> bytes:

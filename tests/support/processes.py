@@ -54,6 +54,15 @@ def _wait_for_port(port: int, deadline: float, proc: subprocess.Popen[bytes]) ->
     return False
 
 
+def rss(server: ServerProcess) -> int:
+    """The server process's resident memory now, in bytes."""
+    assert server.proc is not None
+    for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
 def run_python(code: str, env: Mapping[str, str]) -> str:
     """Run `code` in a fresh interpreter (another OS process); return its stdout."""
     done = subprocess.run(
