@@ -19,7 +19,7 @@ from switchboard.security.proxies import TrustedProxies
 from tests.conftest import token, unique
 from tests.support.app_server import AppServer
 from tests.support.nginx import Nginx, nginx_binary
-from tests.support.processes import ServerProcess
+from tests.support.processes import TEST_SECRET, ServerProcess
 
 NOTIFY = 'mutation($m: String!) { sendNotify(group: "user_alice", message: $m) { id } }'
 PUBLISHER = token("svc-proxies", publisher=True)
@@ -77,6 +77,9 @@ def behind_nginx(redis_url: str, app: AppServer) -> Iterator[tuple[Nginx, list[S
     env = {
         "REDIS_URL": redis_url,
         "SWITCHBOARD_PREFIX": unique("px"),
+        "SWITCHBOARD_MODE": "prod",
+        "SWITCHBOARD_SECRET": TEST_SECRET,
+        "SWITCHBOARD_ALLOWED_ORIGINS": "https://app.example",
         "SWITCHBOARD_TRUSTED_PROXIES": "127.0.0.1",
         "SWITCHBOARD_HTTP_RATE": "0.1",
         "SWITCHBOARD_HTTP_BURST": "4",
@@ -187,3 +190,28 @@ async def test_an_sse_stream_gets_its_events_through_nginx(
             assert '"NotifyEvent"' in line
             return
     raise AssertionError("no event through nginx")
+
+
+@pytestmark_nginx
+async def test_origins_are_checked_per_page_through_nginx(
+    behind_nginx: tuple[Nginx, list[ServerProcess]],
+) -> None:
+    """Production mode behind the proxy: the app's origin may open a socket, another site's may
+    not (403 before the handshake completes), whichever server nginx picks."""
+    proxy, _ = behind_nginx
+    for _ in range(2):  # round robin: both servers
+        ws = await websockets.connect(
+            proxy.ws_url,
+            subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+            origin="https://app.example",  # type: ignore[arg-type]
+            local_addr=("127.0.0.11", 0),
+        )
+        await ws.close()
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(
+                proxy.ws_url,
+                subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+                origin="https://evil.example",  # type: ignore[arg-type]
+                local_addr=("127.0.0.12", 0),
+            )
+        assert refused.value.response.status_code == 403

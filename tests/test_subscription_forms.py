@@ -179,6 +179,12 @@ REFUSED: dict[str, tuple[str, dict[str, Any], str]] = {
         {},
         SKIP_INCLUDE,
     ),
+    "two-root-fields": (  # the specification's rule, through fragments too
+        f"subscription {{ ...A ...B }} fragment A on Subscription {{ events {SELECTION} }} "
+        f"fragment B on Subscription {{ notify {{ id }} }}",
+        {},
+        "must select only one top level field",
+    ),
     "literal-groups": (
         "subscription { events(groups: [" + ",".join(f'"g{i}"' for i in range(100)) + f"]) {SELECTION} }}",
         {},
@@ -205,7 +211,8 @@ async def test_what_the_engine_does_not_serve_is_refused_with_a_code(
     document, variables, words = REFUSED[case]
     async with subscribed(transport, forms_server, unique("u"), document, variables) as results:
         payload = await asyncio.wait_for(_first_payload(results), WAIT)
-    code = "GRAPHQL_VALIDATION_FAILED" if words == SKIP_INCLUDE else "BAD_USER_INPUT"
+    validation = (SKIP_INCLUDE, "must select only one top level field")
+    code = "GRAPHQL_VALIDATION_FAILED" if words in validation else "BAD_USER_INPUT"
     assert error_codes(payload) == [code], payload
     assert words in payload["errors"][0]["message"]
 
