@@ -60,7 +60,7 @@ class ShardedTransport:
 
     async def close_pubsubs(self) -> None:
         for pubsub in self._shard_pubsubs.values():
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
         self._shard_pubsubs.clear()
         self._channel_shard.clear()
         for client in self._shard_clients:

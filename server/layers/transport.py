@@ -89,7 +89,7 @@ class PlainTransport:
 
     async def close_pubsubs(self) -> None:
         if self._pubsub is not None:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
             self._pubsub = None
 
     def _opened(self) -> PubSub:

@@ -79,7 +79,7 @@ def async_client(target: RedisTarget, **options: Any) -> Any:
     """An asyncio client for a single Redis, a Sentinel-managed master, or a cluster."""
     if target.kind == "sentinel":
         options.setdefault("max_connections", 1000)  # its pool raises, rather than waits, past this
-        sentinel = AsyncSentinel(list(target.hosts), socket_timeout=options.get("socket_connect_timeout"))  # type: ignore[no-untyped-call]
+        sentinel = AsyncSentinel(list(target.hosts), socket_timeout=options.get("socket_connect_timeout"))  # type: ignore[no-untyped-call,unused-ignore]
         client: aioredis.Redis = sentinel.master_for(
             target.service, db=target.db, **connection_kwargs(target), **options
         )
@@ -104,11 +104,11 @@ def async_client(target: RedisTarget, **options: Any) -> Any:
 def sync_client(target: RedisTarget, **options: Any) -> Any:
     """A blocking client with a `publish`/`spublish` command, for publishers outside the server."""
     if target.kind == "sentinel":
-        sentinel = Sentinel(list(target.hosts), socket_timeout=options.get("socket_timeout"))  # type: ignore[no-untyped-call]
-        return sentinel.master_for(target.service, db=target.db, **connection_kwargs(target), **options)  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(list(target.hosts), socket_timeout=options.get("socket_timeout"))  # type: ignore[no-untyped-call,unused-ignore]
+        return sentinel.master_for(target.service, db=target.db, **connection_kwargs(target), **options)  # type: ignore[no-untyped-call,unused-ignore]
     if target.kind == "cluster":
         from redis.cluster import ClusterNode, RedisCluster
 
-        nodes = [ClusterNode(host, port) for host, port in target.hosts]  # type: ignore[no-untyped-call]
+        nodes = [ClusterNode(host, port) for host, port in target.hosts]  # type: ignore[no-untyped-call,unused-ignore]
         return RedisCluster(startup_nodes=nodes, **connection_kwargs(target), **options)
     return redis.Redis.from_url(target.url, **options)
