@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -32,11 +31,10 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import websockets  # noqa: E402
 
-from switchboard.security.auth import mint_token  # noqa: E402
+from bench.bystander import BYSTANDER, Bystander  # noqa: E402
 from tests.support.app_server import AppServer  # noqa: E402
-from tests.support.processes import TEST_SECRET, RedisServer, ServerProcess  # noqa: E402
+from tests.support.processes import RedisServer, ServerProcess  # noqa: E402
 
-BYSTANDER = 'subscription { events(groups: ["all"]) { __typename ... on DataEvent { payload } } }'
 ADDRESSES = [f"127.0.0.{10 + i}" for i in range(10)]
 
 
@@ -113,58 +111,27 @@ async def real_users(ws_url: str, count: int) -> int:
 
 
 async def measure(server: ServerProcess, attacking: bool, seconds: float, rate: float) -> dict[str, Any]:
-    from switchboard.publish import send_to_group
-
     assert server.proc is not None
-    ws = await websockets.connect(server.ws_url, subprotocols=["graphql-transport-ws"])  # type: ignore[list-item]
-    token = mint_token(TEST_SECRET, "bystander")
-    await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}))
-    assert json.loads(await ws.recv())["type"] == "connection_ack"
-    await ws.send(json.dumps({"id": "b", "type": "subscribe", "payload": {"query": BYSTANDER}}))
-    await asyncio.sleep(0.3)
+    bystander = await Bystander.open(server.ws_url)
     attacker = None
     if attacking:
         attacker = await asyncio.create_subprocess_exec(
             sys.executable, __file__, "--attack", "--http", server.http_url, "--ws", server.ws_url,
             "--seconds", str(seconds), "--rate", str(rate), stdout=subprocess.PIPE,
         )  # fmt: skip
-    latencies: list[float] = []
-    sent = 0
-
-    async def receive() -> None:
-        async for raw in ws:
-            message = json.loads(raw)
-            if message["type"] == "ping":
-                await ws.send('{"type":"pong"}')
-            elif message["type"] == "next":
-                payload = message["payload"]["data"]["events"]["payload"]
-                latencies.append(time.time() - payload["t"])
-
-    receiver = asyncio.create_task(receive())
     users = asyncio.create_task(real_users(server.ws_url, 20))
     cpu_before = cpu_seconds(server.proc.pid)
-    started = time.monotonic()
-    while time.monotonic() - started < seconds:
-        await send_to_group("all", "data", payload={"t": time.time()})
-        sent += 1
-        await asyncio.sleep(0.02)
+    await bystander.publish(seconds)
     cpu = cpu_seconds(server.proc.pid) - cpu_before
     admitted = await users
     outcome: dict[str, int] = {}
     if attacker is not None:
         out, _ = await attacker.communicate()
         outcome = json.loads(out.decode().strip().splitlines()[-1])
-    await asyncio.sleep(0.5)
-    receiver.cancel()
-    await ws.close()
-    ms = sorted(x * 1000 for x in latencies)
+    await bystander.close(settle=0.5)
     return {
         "attacking": attacking,
-        "sent": sent,
-        "received": len(ms),
-        "p50_ms": round(statistics.median(ms), 1) if ms else None,
-        "p99_ms": round(ms[int(len(ms) * 0.99) - 1], 1) if ms else None,
-        "max_ms": round(ms[-1], 1) if ms else None,
+        **bystander.figures(),
         "server_cpu_s": round(cpu, 3),
         "real_users_in": admitted,
         "attacker": outcome,

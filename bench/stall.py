@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -38,13 +37,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-import websockets  # noqa: E402
 
+from bench.bystander import Bystander, ws_session  # noqa: E402
 from switchboard.security.auth import mint_token  # noqa: E402
 from tests.support.processes import TEST_SECRET, RedisServer, ServerProcess  # noqa: E402
 
 CASES = ("none", "http-heavy", "since", "fat-subs", "queries", "literal-subs", "fragments")
-BYSTANDER = 'subscription { events(groups: ["all"]) { __typename ... on DataEvent { payload } } }'
 ALIASED = " ".join(f"a{i}: __typename" for i in range(15))
 FAT = (
     "subscription($v: [String!]) { events(groups: $v) { "
@@ -69,14 +67,6 @@ def multiplying_fragments(levels: int) -> str:
 
 def say(message: str) -> None:
     print(f"[stall {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-async def ws_session(url: str, user: str) -> Any:
-    ws = await websockets.connect(url, subprotocols=["graphql-transport-ws"], max_size=None)
-    token = mint_token(TEST_SECRET, user)
-    await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}))
-    assert json.loads(await ws.recv())["type"] == "connection_ack"
-    return ws
 
 
 async def answer_pings(ws: Any, counts: dict[str, int]) -> None:
@@ -189,13 +179,9 @@ def lag_figures(before: dict[float, float], after: dict[float, float]) -> dict[s
 
 
 async def measure(server: ServerProcess, case: str, seconds: float) -> dict[str, Any]:
-    from switchboard.publish import send_to_group
 
     lag_before = await loop_lag(server)
-    ws = await ws_session(server.ws_url, "bystander")
-    subscribe = {"id": "b", "type": "subscribe", "payload": {"query": BYSTANDER}}
-    await ws.send(json.dumps(subscribe))
-    await asyncio.sleep(0.3)
+    bystander = await Bystander.open(server.ws_url)
     attacker = None
     if case != "none":
         attacker = await asyncio.create_subprocess_exec(
@@ -203,42 +189,16 @@ async def measure(server: ServerProcess, case: str, seconds: float) -> dict[str,
             "--seconds", str(seconds), stdout=subprocess.PIPE,
         )  # fmt: skip
         await asyncio.sleep(0.5)  # the attack is under way before we measure
-    latencies: list[float] = []
-    sent = 0
-
-    async def receive() -> None:
-        async for raw in ws:
-            message = json.loads(raw)
-            if message["type"] == "ping":
-                await ws.send('{"type":"pong"}')
-            elif message["type"] == "next":
-                event = message["payload"]["data"]["events"]
-                if event["__typename"] == "DataEvent" and "t" in event["payload"]:
-                    latencies.append(time.time() - event["payload"]["t"])
-
-    receiver = asyncio.create_task(receive())
-    end = time.monotonic() + seconds - 1.0
-    while time.monotonic() < end:
-        await send_to_group("all", "data", payload={"t": time.time()})
-        sent += 1
-        await asyncio.sleep(0.02)
-    await asyncio.sleep(1.0)
-    receiver.cancel()
-    await ws.close()
+    await bystander.publish(seconds - 1.0)
+    await bystander.close(settle=1.0)
     outcome: dict[str, int] = {}
     if attacker is not None:
         out, _ = await attacker.communicate()
         outcome = json.loads(out or b"{}")
     lag = lag_figures(lag_before, await loop_lag(server))
-    latencies.sort()
-    ms = [x * 1000 for x in latencies]
     return {
         "case": case,
-        "sent": sent,
-        "received": len(ms),
-        "p50_ms": round(statistics.median(ms), 1) if ms else None,
-        "p99_ms": round(ms[int(0.99 * (len(ms) - 1))], 1) if ms else None,
-        "max_ms": round(ms[-1], 1) if ms else None,
+        **bystander.figures(),
         "loop_lag": lag,
         "attacker": outcome,
     }
