@@ -10,21 +10,14 @@ from collections.abc import Callable, Iterator
 from contextlib import suppress
 from typing import Generic, Protocol, TypeVar
 
-from switchboard.engine.delivery import Delivery
-from switchboard.engine.peer import Peer
-from switchboard.engine.writer import FrameWriter
+from switchboard.engine.delivery import Delivery, Sheddable
 
 log = logging.getLogger(__name__)
 
 
-class Carrier(Protocol):
-    """A transport adapter as its endpoint holds it."""
+class Carrier(Sheddable, Protocol):
+    """A transport adapter as its endpoint holds it: sheddable, and checked by the sweep."""
 
-    @property
-    def peer(self) -> Peer: ...
-    @property
-    def writer(self) -> FrameWriter: ...
-    def shed(self) -> None: ...
     def abort(self) -> None: ...
     def check(self, now: float) -> None: ...
 

@@ -4,7 +4,6 @@ or mutations running in a task (RUNNING). An operation that ends leaves the regi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 from switchboard.engine.states import OperationState
 from switchboard.engine.subscription import Subscription
@@ -39,12 +38,6 @@ class Operations:
     def __len__(self) -> int:
         return len(self._ops)
 
-    def __iter__(self) -> Iterator[Operation]:
-        return iter(list(self._ops.values()))
-
-    def get(self, op_id: str) -> Operation | None:
-        return self._ops.get(op_id)
-
     def add(self, operation: Operation) -> None:
         self._ops[operation.id] = operation
 
@@ -61,6 +54,3 @@ class Operations:
     def take_all(self) -> list[Operation]:
         ops, self._ops = list(self._ops.values()), {}
         return ops
-
-    def states(self) -> dict[str, OperationState]:
-        return {op_id: op.state for op_id, op in self._ops.items()}

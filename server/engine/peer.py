@@ -20,6 +20,7 @@ from switchboard.engine.operations import Operation, Operations, Running
 from switchboard.engine.plan import Execute, Multiplexed, run_once
 from switchboard.engine.render import Renderer
 from switchboard.engine.resume import catch_up
+from switchboard.engine.states import OperationState
 from switchboard.engine.subscription import Subscription, join_notes, stop_subscription
 from switchboard.engine.transport import Since, Transport
 from switchboard.engine.writer import FrameWriter
@@ -120,15 +121,15 @@ class Peer:
             self._refresh.cancel()
             tasks.append(self._refresh)
         for op in self.ops.take_all():
-            if isinstance(op, Subscription):
-                if self.session is not None:
-                    self.session.remove_listener(op)
-                if op.opening is not None:
-                    op.opening.cancel()
-                    tasks.append(op.opening)
-            else:
+            if isinstance(op, Running):
                 op.task.cancel()
                 tasks.append(op.task)
+                continue
+            if self.session is not None:
+                self.session.remove_listener(op)
+            if op.state is OperationState.OPENING and op.opening is not None:
+                op.opening.cancel()  # still joining its notes or replaying
+                tasks.append(op.opening)
         for task in tasks:
             with suppress(asyncio.CancelledError, Exception):
                 await task
