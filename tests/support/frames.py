@@ -91,13 +91,21 @@ class FramePeer:
         return await self.close_code()
 
     def send_frame(
-        self, payload: bytes, *, opcode: int = 1, rsv1: bool = False, only: int | None = None
+        self,
+        payload: bytes,
+        *,
+        opcode: int = 1,
+        rsv1: bool = False,
+        fin: bool = True,
+        only: int | None = None,
+        declared: int | None = None,
     ) -> None:
         """Send one masked frame; with `only`, just its header and first `only` bytes of payload
-        (a peer that is refused mid-frame otherwise sees a reset, not the close frame)."""
+        (a peer that is refused mid-frame otherwise sees a reset, not the close frame); with
+        `declared`, a header announcing that many bytes, of which `payload` is the start."""
         mask = os.urandom(4)
-        head = bytearray([0x80 | (0x40 if rsv1 else 0) | opcode])
-        size = len(payload)
+        head = bytearray([(0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode])
+        size = len(payload) if declared is None else declared
         if size < 126:
             head.append(0x80 | size)
         elif size < 1 << 16:
@@ -106,8 +114,12 @@ class FramePeer:
         else:
             head.append(0x80 | 127)
             head += struct.pack("!Q", size)
+        if only is not None:
+            payload = payload[:only]
         masked = (
-            bytes(b ^ mask[i % 4] for i, b in enumerate(payload)) if size < 4096 else _mask(payload, mask)
+            bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+            if len(payload) < 4096
+            else _mask(payload, mask)
         )
         self.writer.write(bytes(head) + mask + masked)
 
