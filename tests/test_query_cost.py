@@ -116,9 +116,11 @@ def test_any_chain_of_multiplying_fragments_is_measured_at_once(levels: int, fan
 
     fragments = [f"fragment F{i} on Query {{ {body(i)} }}" for i in range(levels)]
     document = parse(" ".join(["{ ...F0 }", *fragments, f"fragment F{levels} on Query {{ b c }}"]))
-    started = time.perf_counter()
-    errors = cost_errors(document, LIMITS)
-    took = time.perf_counter() - started
+    took = float("inf")
+    for _ in range(3):  # the best of three: a collection or another process's turn is not the check's
+        started = time.perf_counter()
+        errors = cost_errors(document, LIMITS)
+        took = min(took, time.perf_counter() - started)
     fields = 2  # F{levels}: b c
     for _ in range(levels):
         fields = fan * fields + deep
