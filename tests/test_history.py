@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+from unittest.mock import ANY
 
 import pytest
 import redis.asyncio as aioredis
@@ -12,8 +14,9 @@ import redis.asyncio as aioredis
 from switchboard.layers import InMemoryLayer, RedisClusterLayer, RedisLayer
 from switchboard.messages.envelope import Envelope
 from tests.conftest import token, unique
-from tests.support.client import Subscription, WsClient, http
+from tests.support.client import LEGACY_WS, TRANSPORT_WS, Subscription, WsClient, http
 from tests.support.processes import ServerProcess
+from tests.support.raw import RawPeer
 from tests.test_layers import Inbox
 
 DATA = "mutation($g: String!, $p: JSON!) { sendData(group: $g, payload: $p) { id } }"
@@ -305,3 +308,117 @@ async def test_a_crowd_opening_and_closing_a_note_keeps_its_events_resumable(red
             assert (await sub.next())["events"]["payload"] == 1
     finally:
         server.stop()
+
+
+# -- a position in every group, from the start ----------------------------------------------------
+
+USER_EVENTS = """subscription($g: [String!], $since: [SinceInput!]) {
+  events(groups: $g, since: $since) {
+    __typename
+    ... on DataEvent { group payload cursor }
+    ... on ResumeEvent { group recovered reason cursor }
+  }
+}"""
+
+
+class Peer:
+    """A RawPeer speaking either WebSocket subprotocol, keeping cursors as the README says."""
+
+    def __init__(self, raw: RawPeer, legacy: bool) -> None:
+        self.raw, self.legacy = raw, legacy
+
+    async def subscribe(self, **variables: Any) -> None:
+        kind = "start" if self.legacy else "subscribe"
+        await self.raw.send({"id": "1", "type": kind, "payload": {"query": USER_EVENTS, "variables": variables}})
+
+    async def event(self) -> dict[str, Any]:
+        message = await self.raw.recv_type("data" if self.legacy else "next")
+        event: dict[str, Any] = message["payload"]["data"]["events"]
+        return event
+
+
+@pytest.mark.parametrize("subprotocol", [TRANSPORT_WS, LEGACY_WS])
+@pytest.mark.parametrize("layer_kind", ["memory", "redis"])
+@pytest.mark.parametrize("through", ["resume", "since"])
+async def test_a_group_with_no_event_yet_still_resumes(
+    layer_kind: str, subprotocol: str, through: str, request: pytest.FixtureRequest
+) -> None:
+    """A client that keeps cursors gets a position for every group its subscription covers when
+    it starts ("-" before any history); sent back (connection_init `resume`, or `since`) after
+    events were published meanwhile, it replays them from the start of the group's history."""
+    server = (
+        request.getfixturevalue("memory_server")
+        if layer_kind == "memory"
+        else request.getfixturevalue("history_servers")[0]
+    )
+    user = unique("u")
+    group = f"user_{user}"
+    auth = {"authorization": f"Bearer {token(user)}"}
+    legacy = subprotocol == LEGACY_WS
+    async with RawPeer(server.ws_url, subprotocol) as raw:
+        await raw.init({**auth, "resume": {}})
+        first = Peer(raw, legacy)
+        await first.subscribe(g=[group])
+        start = await first.event()
+    assert start == {"__typename": "ResumeEvent", "group": group, "recovered": True, "reason": None, "cursor": ANY}
+    # Redis has no history for the group yet ("-"); the memory layer begins one when asked.
+    assert start["cursor"] == ("-" if layer_kind == "redis" else f"{start['cursor'].rpartition(':')[0]}:0")
+
+    publisher = token(unique("pub"), publisher=True)
+    for n in (1, 2):
+        body = await http(server.http_url, DATA, publisher, g=group, p=n)
+        assert "errors" not in body, body
+
+    async with RawPeer(server.ws_url, subprotocol) as raw:
+        if through == "resume":
+            await raw.init({**auth, "resume": {group: start["cursor"]}})
+            since = None
+        else:
+            await raw.init(auth)
+            since = [{"group": group, "cursor": start["cursor"]}]
+        again = Peer(raw, legacy)
+        await again.subscribe(g=[group], since=since)
+        resumed = await again.event()
+        assert resumed["__typename"] == "ResumeEvent" and resumed["recovered"] is True, resumed
+        epoch = resumed["cursor"].rpartition(":")[0]
+        assert resumed["cursor"] == f"{epoch}:0"
+        replayed = [await again.event(), await again.event()]
+        assert [(e["payload"], e["cursor"]) for e in replayed] == [(1, f"{epoch}:1"), (2, f"{epoch}:2")]
+        await http(server.http_url, DATA, publisher, g=group, p=3)
+        assert (await again.event())["payload"] == 3
+
+
+async def test_a_position_is_taken_after_what_the_subscription_already_holds(
+    memory_server: ServerProcess,
+) -> None:
+    """A group that has history: the start position is its newest cursor, and a resume from it
+    replays only what came after (nothing twice)."""
+    user = unique("u")
+    group = f"user_{user}"
+    publisher = token(unique("pub"), publisher=True)
+    await http(memory_server.http_url, DATA, publisher, g=group, p=0)
+    auth = {"authorization": f"Bearer {token(user)}"}
+    async with RawPeer(memory_server.ws_url) as raw:
+        await raw.init({**auth, "resume": {}})
+        peer = Peer(raw, False)
+        await peer.subscribe(g=[group])
+        start = await peer.event()
+    assert start["recovered"] is True and start["cursor"].endswith(":1"), start
+    await http(memory_server.http_url, DATA, publisher, g=group, p=1)
+    async with RawPeer(memory_server.ws_url) as raw:
+        await raw.init({**auth, "resume": {group: start["cursor"]}})
+        peer = Peer(raw, False)
+        await peer.subscribe(g=[group])
+        assert (await peer.event())["cursor"] == start["cursor"]
+        assert (await peer.event())["payload"] == 1
+
+
+async def test_a_client_that_keeps_no_cursors_gets_no_positions(memory_server: ServerProcess) -> None:
+    user = unique("u")
+    group = f"user_{user}"
+    async with RawPeer(memory_server.ws_url) as raw:
+        await raw.init({"authorization": f"Bearer {token(user)}"})
+        peer = Peer(raw, False)
+        await peer.subscribe(g=[group])
+        await http(memory_server.http_url, DATA, token(unique("pub"), publisher=True), g=group, p=7)
+        assert (await peer.event()) == {"__typename": "DataEvent", "group": group, "payload": 7, "cursor": ANY}

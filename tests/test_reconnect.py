@@ -75,41 +75,45 @@ def redis_env(redis_url: str, prefix: str) -> dict[str, str]:
     return {"REDIS_URL": redis_url, "SWITCHBOARD_PREFIX": prefix}
 
 
+def started_in(group: str) -> Callable[[dict[str, Any]], bool]:
+    """The ResumeEvent giving the subscription's position in `group` when it starts."""
+    return lambda e: e.get("__typename") == "ResumeEvent" and e.get("group") == group
+
+
+@pytest.mark.parametrize("earlier", [True, False], ids=["an-event-before", "nothing-before"])
 @pytest.mark.parametrize("kind", ["apollo", "urql"])
 async def test_a_stock_client_keeps_its_note_and_misses_nothing_across_a_restart(
     kind: str,
+    earlier: bool,
     start_client: Callable[..., Any],
     publishing: Callable[[str, str], None],
     redis_env: dict[str, str],
 ) -> None:
+    """With or without an event in the note before the cut: the subscription's start gave the
+    client a position in every group it covers, which its connectionParams send back."""
     server = ServerProcess(redis_env).start()
     user, note = unique("u"), unique("n")
     group = f"note_{note}"
+    before = ["before-1", "before-2"] if earlier else []
     try:
         client = await start_client(kind, [server.ws_url], user, [note])
-        await joined(client, group, publishing)
-        await publish_all(publishing, group, ["before-1", "before-2"])
-        await client.until(lambda e: notify_in(group)(e) and e["message"] == "before-2")
+        start = await client.until(started_in(group))
+        assert start["recovered"] is True and start["cursor"], start
+        await publish_all(publishing, group, before)
+        if before:
+            await client.until(lambda e: notify_in(group)(e) and e["message"] == "before-2")
 
         assert server.stop() == 0  # SIGTERM: every socket closed with 1001; graphql-ws reconnects
         await publish_all(publishing, group, ["during-1", "during-2", "during-3"])
         server = server.on_same_port().start()
 
-        resumed = await client.until(lambda e: e.get("__typename") == "ResumeEvent" and e["group"] == group)
+        resumed = await client.until(started_in(group))
         assert resumed["recovered"] is True, resumed
         await publish_all(publishing, group, ["after-1", "after-2"])
         await client.until(lambda e: notify_in(group)(e) and e["message"] == "after-2")
     finally:
         server.stop()
-    assert received(client, group) == [
-        "before-1",
-        "before-2",
-        "during-1",
-        "during-2",
-        "during-3",
-        "after-1",
-        "after-2",
-    ]
+    assert received(client, group) == [*before, "during-1", "during-2", "during-3", "after-1", "after-2"]
 
 
 @pytest.mark.parametrize("kind", ["apollo", "urql"])

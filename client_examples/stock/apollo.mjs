@@ -35,8 +35,9 @@ const EVENTS = gql`
   }
 `;
 function remember(event) {
-  // A recovered ResumeEvent is followed by the missed events, which move the cursor themselves.
-  if (event.cursor && !(event.__typename === "ResumeEvent" && event.recovered)) cursors[event.group] = event.cursor;
+  // Every event with a cursor is a position to keep; a ResumeEvent gives one for every group the
+  // subscription covers when it starts, even one with no event yet.
+  if (event.cursor) cursors[event.group] = event.cursor;
 }
 // ------------------------------------------------------------------------------------------------
 

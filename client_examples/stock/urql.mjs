@@ -42,7 +42,7 @@ const EVENTS = `
   }
 `;
 function remember(event) {
-  if (event.cursor && !(event.__typename === "ResumeEvent" && event.recovered)) cursors[event.group] = event.cursor;
+  if (event.cursor) cursors[event.group] = event.cursor; // every position, ResumeEvents' too
 }
 // ------------------------------------------------------------------------------------------------
 

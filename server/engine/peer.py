@@ -18,6 +18,7 @@ from switchboard.engine.errors import coded, count_errors
 from switchboard.engine.opening import open_session
 from switchboard.engine.operations import Operation, Operations, Running
 from switchboard.engine.plan import Execute, Multiplexed, run_once
+from switchboard.engine.positions import covered_groups, current_cursor, start_position
 from switchboard.engine.render import Renderer
 from switchboard.engine.resume import catch_up
 from switchboard.engine.states import OperationState
@@ -106,7 +107,7 @@ class Peer:
         self.context.user = user
         self.context.session = session
         self.context.bucket, self.operations = self.services.buckets_of(user, self.address)
-        if resume:
+        if resume is not None:  # even empty: the client keeps cursors, it gets every position
             self.resume = resume
             self.resume_until = time.monotonic() + RESUME_WINDOW
         return session
@@ -221,7 +222,7 @@ class Peer:
             return
         subscription = self.transport.subscription(self, op_id, planned, name)
         since = planned.since + self._resumed(planned, {group for group, _ in planned.since})
-        if since or planned.notes or self.transport.tracks_positions:
+        if since or planned.notes or self.transport.tracks_positions or self.resume is not None:
             subscription.held = []  # listen first, then join and read the history: no gap
         self.ops.add(subscription)
         session.add_listener(subscription)
@@ -264,10 +265,27 @@ class Peer:
             return
         if notes:
             await services.control.changed(session)  # its groups
+        starts: Since = []
         if self.transport.tracks_positions:
             since = await self.transport.positions(subscription, since)
-        if not await catch_up(subscription, since, services.layer, session):
+        elif self.resume is not None:
+            starts = await self._positions(subscription, {group for group, _ in since})
+        if not await catch_up(subscription, since, services.layer, session, starts):
             self.transport.end(close_codes.SLOW_CONSUMER, "slow consumer: outgoing queue overflowed")
+
+    async def _positions(self, subscription: Subscription, resumed: set[str]) -> Since:
+        """Where the subscription starts in each group it covers that nothing resumes."""
+        layer = self.services.layer
+        starts: Since = []
+        if self.session is None:
+            return starts
+        for group in covered_groups(self.session.groups, subscription.filter):
+            if group in resumed:
+                continue
+            cursor = await current_cursor(layer, group)
+            if cursor is not None:
+                starts.append((group, start_position(cursor, group, subscription.held or ())))
+        return starts
 
     def _spawn(self, op_id: str, query: str, variables: dict[str, Any], name: str | None) -> None:
         """Run a query or mutation in a task: its one result, then complete."""

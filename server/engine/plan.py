@@ -21,7 +21,7 @@ from switchboard.engine.errors import coded
 from switchboard.engine.render import Prepared
 from switchboard.engine.root_field import root_field
 from switchboard.exceptions import SwitchboardError
-from switchboard.layers.history import parse_cursor
+from switchboard.layers.history import parse_position
 from switchboard.messages.filters import EventFilter
 from switchboard.messages.groups import note_group, require_valid_group_name
 
@@ -107,7 +107,7 @@ def plan(
             note_group(note)
         for group, cursor in since:
             require_valid_group_name(group)
-            parse_cursor(cursor)
+            parse_position(cursor)
     except SwitchboardError as exc:
         return [coded(str(exc), exc.code)]
     return Multiplexed(event_filter, document, rendering, key, since, notes)

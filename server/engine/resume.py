@@ -4,11 +4,13 @@ release the live events held meanwhile, without duplicates."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from switchboard.engine.positions import resume_point
 from switchboard.exceptions import BadUserInput, SwitchboardError, Unavailable
 from switchboard.layers.base import GroupLayer
-from switchboard.layers.history import GroupHistory, Recovery, parse_cursor
+from switchboard.layers.history import GroupHistory, Recovery, parse_position
 from switchboard.messages.envelope import Envelope
 from switchboard.messages.events import RESUME
 from switchboard.messages.groups import require_valid_group_name
@@ -20,13 +22,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-async def recover(layer: GroupLayer, session: Session | None, group: str, cursor: str) -> Recovery:
-    """What `group` published after `cursor` for this session, or why that cannot be told."""
+async def recover(layer: GroupLayer, session: Session | None, group: str, position: str) -> Recovery:
+    """What `group` published after `position` (a cursor, or "-") for this session, or why that
+    cannot be told."""
     if session is None or group not in session.groups:
         return Recovery(group, False, reason="this session is not in that group")
     if not isinstance(layer, GroupHistory):
         return Recovery(group, False, reason="this layer keeps no history")
     try:
+        cursor = await resume_point(layer, group, position)
+        if cursor is None:
+            return Recovery(group, True, cursor=position)  # still no history: nothing missed
         return await layer.history_since(group, cursor)
     except Unavailable as exc:
         log.warning("could not read the history of %s: %s", group, exc)  # Redis' words stay here
@@ -48,20 +54,33 @@ def resume_cursors(payload: dict[str, Any] | None, limit: int) -> dict[str, str]
         require_valid_group_name(group)
         if not isinstance(cursor, str):
             raise BadUserInput(f"connection_init resume: the cursor of {group!r} must be a string")
-        parse_cursor(cursor)
+        parse_position(cursor)
     return dict(resume)
 
 
 async def catch_up(
-    subscription: Subscription, since: list[tuple[str, str]], layer: GroupLayer, session: Session | None
+    subscription: Subscription,
+    since: list[tuple[str, str]],
+    layer: GroupLayer,
+    session: Session | None,
+    starts: Sequence[tuple[str, str]] = (),
 ) -> bool:
     """A ResumeEvent per group, its missed events, then the held live ones; False if the
     connection's queue overflowed on the way (the caller closes it as slow, 4008).
 
-    A group whose missed events would not fit the connection's queue is not replayed at all: its
-    ResumeEvent says `recovered: false` ("too many missed events"): the client refetches. Never
-    a partial replay called recovered."""
+    `starts` are the positions of the groups the subscription covers and nothing resumes: each
+    gets a ResumeEvent (`recovered: true`, its position as cursor) for the client to keep.
+
+    A ResumeEvent's cursor is the client's position in the group after it, to keep: recovered,
+    where the replay starts (each replayed event moves it on); not recovered, the group's newest
+    (the client refetches and stands there). A group whose missed events would not fit the
+    connection's queue is not replayed at all: its ResumeEvent says `recovered: false` ("too many
+    missed events"). Never a partial replay called recovered."""
     replayed: dict[str, int] = {}
+    for group, start in starts:
+        fields = {"recovered": True, "reason": None, "cursor": start}
+        if not subscription.emit(Envelope(type=RESUME, group=group, fields=fields)):
+            return False
     for group, cursor in since:
         recovery = await recover(layer, session, group, cursor)
         wanted = [event for event in recovery.events if subscription.filter.accepts(event)]
@@ -74,7 +93,10 @@ async def catch_up(
                 cursor=recovery.cursor,
             )
             wanted = []
-        fields = {"recovered": recovery.recovered, "reason": recovery.reason, "cursor": recovery.cursor}
+        position: str | None = cursor if recovery.recovered else recovery.cursor
+        if recovery.recovered and recovery.events and recovery.events[0].epoch is not None:
+            position = f"{recovery.events[0].epoch}:{(recovery.events[0].offset or 1) - 1}"  # "-" resolved
+        fields = {"recovered": recovery.recovered, "reason": recovery.reason, "cursor": position}
         if not subscription.emit(Envelope(type=RESUME, group=group, fields=fields)):
             return False
         for event in wanted:

@@ -59,6 +59,9 @@ def decide(
 
 
 MAX_CURSOR_LENGTH = 64
+NO_HISTORY = "-"
+"""The position "before any history": the group had none when the client's position was taken.
+Resuming from it replays the group's current history from its start (or says it cannot)."""
 
 
 def parse_cursor(cursor: str) -> tuple[str, int]:
@@ -76,6 +79,13 @@ def parse_cursor(cursor: str) -> tuple[str, int]:
     if not valid:
         raise BadUserInput(f"cursor {cursor[:MAX_CURSOR_LENGTH]!r} is not <epoch>:<offset>")
     return epoch, int(offset)
+
+
+def parse_position(cursor: str) -> str:
+    """A client's position in a group: a cursor, or NO_HISTORY; BadUserInput for anything else."""
+    if cursor != NO_HISTORY:
+        parse_cursor(cursor)
+    return cursor
 
 
 def new_epoch() -> str:

@@ -8,15 +8,11 @@ it replays its history from the start, if one began meanwhile.
 
 from __future__ import annotations
 
-from switchboard.exceptions import BadUserInput, SwitchboardError
-from switchboard.layers.base import GroupLayer
-from switchboard.layers.history import HISTORY_OFF, GroupHistory, parse_cursor
+from switchboard.exceptions import BadUserInput
+from switchboard.layers.history import NO_HISTORY, parse_position
 from switchboard.messages.envelope import Envelope
 from switchboard.messages.events import RESUME
 from switchboard.messages.groups import require_valid_group_name
-
-NO_HISTORY = "-"
-_PROBE = "-:999999999999999999"  # an epoch no history has: answers with the current cursor only
 
 
 class EventIds:
@@ -79,35 +75,5 @@ def parse_last_event_id(text: str, limit: int) -> dict[str, str]:
         if not sep:
             raise BadUserInput("Last-Event-ID is not one this server sent (group=cursor ...)")
         require_valid_group_name(group)
-        if cursor != NO_HISTORY:
-            parse_cursor(cursor)
-        positions[group] = cursor
+        positions[group] = parse_position(cursor)
     return positions
-
-
-async def current_cursor(layer: GroupLayer, group: str) -> str | None:
-    """The group's newest cursor, NO_HISTORY if it has no history yet, None if the layer keeps
-    none (or cannot be read now)."""
-    if not isinstance(layer, GroupHistory):
-        return None
-    try:
-        probe = await layer.history_since(group, _PROBE)
-    except SwitchboardError:
-        return None
-    if probe.cursor is not None:
-        return probe.cursor
-    return None if probe.reason == HISTORY_OFF else NO_HISTORY
-
-
-async def resume_point(layer: GroupLayer, group: str, position: str) -> str | None:
-    """The cursor to replay `group` from for a stream that stood at `position`; None if nothing
-    can have been missed. A group that had no history then is replayed from the start of the one
-    it has now."""
-    if position != NO_HISTORY:
-        return position
-    now = await current_cursor(layer, group)
-    if now == NO_HISTORY:
-        return None  # still no history: nothing was published to it since
-    if now is None:
-        return f"{NO_HISTORY}:0"  # the history cannot tell: the replay says recovered: false
-    return f"{now.rpartition(':')[0]}:0"

@@ -23,11 +23,12 @@ from switchboard.context import Context
 from switchboard.engine.asgi import Receive, Scope, Send, client_address
 from switchboard.engine.peer import Peer
 from switchboard.engine.plan import Multiplexed
+from switchboard.engine.positions import covered_groups, current_cursor, resume_point
 from switchboard.engine.subscription import Subscription
 from switchboard.engine.transport import Since
 from switchboard.messages.envelope import Envelope
 from switchboard.security.auth import User
-from switchboard.streams.event_ids import EventIds, current_cursor, resume_point
+from switchboard.streams.event_ids import EventIds
 from switchboard.streams.framing import Framing
 from switchboard.streams.writer import StreamWriter
 
@@ -173,9 +174,7 @@ class HttpStream:
         layer = self.peer.services.layer
         if session is None or not isinstance(subscription, StreamSubscription):
             return since
-        covered = [
-            g for g in session.groups if subscription.filter.groups is None or g in subscription.filter.groups
-        ]
+        covered = covered_groups(session.groups, subscription.filter)
         explicit = {group for group, _ in since}
         resumed = self.last_event_id or {}
         positions: dict[str, str] = {}
