@@ -134,9 +134,11 @@ class RedisLayer:
         self._start_lock = asyncio.Lock()
         self._started = False
         self._readers: set[asyncio.Task[None]] = set()
-        # Per group with local members: the history position of the last event delivered, so that
-        # after a lost pub/sub connection the gap is filled from the history (or said to be lost).
-        self._positions: dict[str, tuple[str, int]] = {}
+        # Per subscribed group: the history position of the last event delivered (taken when the
+        # group was subscribed: None if it had no history then), so that after a lost pub/sub
+        # connection every group's gap is filled from the history (or said to be lost), quiet
+        # groups included.
+        self._positions: dict[str, tuple[str, int] | None] = {}
         self._reconnect_hooks: list[Callable[[], Awaitable[object]]] = []
         self._read_pubsubs: weakref.WeakSet[PubSub] = weakref.WeakSet()  # those a reader runs on
         self._reconcile_task: asyncio.Task[None] | None = None
@@ -309,6 +311,9 @@ class RedisLayer:
             try:
                 await self._start()
                 if want:
+                    # Where its history stands before the subscription: a gap after a later
+                    # reconnect is filled from there even if no event came in between.
+                    self._positions[group] = await self._position(group)
                     await self._transport.subscribe(channel, self._subscribe_on)
                     self._subscribed.add(group)
                 else:
@@ -318,6 +323,18 @@ class RedisLayer:
                         await self._transport.unsubscribe(channel)
             except REDIS_ERRORS as exc:
                 raise _unavailable("could not (un)subscribe in Redis", exc) from exc
+
+    async def _position(self, group: str) -> tuple[str, int] | None:
+        """The group's newest history position; None if it has none (or history is off)."""
+        if self._append is None:
+            return None
+        epoch_key, seq_key, _ = history_keys(self._prefix, group, self.SHARDED)
+        async with asyncio.timeout(self._timeout):
+            pipe = self._client.pipeline(transaction=not self.SHARDED)
+            pipe.get(epoch_key)
+            pipe.get(seq_key)
+            epoch, last = await pipe.execute()
+        return None if epoch is None else (epoch.decode(), int(last or 0))
 
     async def _subscribe_on(
         self, pubsub: PubSub, channel: str, command: Callable[[str], Awaitable[Any]]
@@ -454,22 +471,30 @@ class RedisLayer:
         if envelope.epoch is not None and envelope.offset is not None and self._groups.has(group):
             seen = self._positions.get(group)
             if seen is not None and seen[0] == envelope.epoch and envelope.offset <= seen[1]:
-                return
+                return  # the gap filling delivered it already
             self._positions[group] = (envelope.epoch, envelope.offset)
         self._groups.deliver(group, envelope)
 
     async def _fill_gaps(self) -> None:
-        """After the pub/sub connection came back: per group with local members, every event
-        appended to its history since the last one delivered, in order; or, where the history
-        cannot tell (lost, trimmed), a `resume` event with recovered: false, so nobody is left
-        with a silent gap."""
-        for group, (epoch, offset) in list(self._positions.items()):
+        """After the pub/sub connection came back: per subscribed group with local members,
+        whether or not it delivered anything before, every event appended to its history since
+        its position, in order; or, where the history cannot tell (lost, trimmed, unreadable), a
+        `resume` event with recovered: false, so nobody is left with a silent gap."""
+        if self._append is None:
+            return  # no history: nothing to fill from (documented: history off loses the gap)
+        for group in list(self._subscribed):
             if not self._groups.has(group):
                 self._positions.pop(group, None)
                 continue
             try:
-                recovery = await self.history_since(group, f"{epoch}:{offset}")
-            except Unavailable as exc:
+                position = self._positions.get(group)
+                if position is None:  # no history when subscribed: from the start of one begun since
+                    now = await self._position(group)
+                    if now is None:
+                        continue  # still none: nothing was published to it
+                    position = (now[0], 0)
+                recovery = await self.history_since(group, f"{position[0]}:{position[1]}")
+            except (Unavailable, *REDIS_ERRORS) as exc:
                 recovery = Recovery(group, False, reason=f"could not read the history: {exc}")
             if recovery.recovered:
                 for event in recovery.events:
