@@ -74,8 +74,14 @@ def build_services(settings: Settings, layer: GroupLayer | None = None) -> Servi
         async def reregister() -> None:  # Redis may have restarted empty, or expired them
             await directory.beat()  # first: without it, other processes count our sessions dead
             await control.reregister(presence.restore)
+            await presence.flush_departures()
+
+        async def flush_departures() -> None:  # those Redis could not be told of while away
+            await control.flush_departures()
+            await presence.flush_departures()
 
         layer.on_reconnect(reregister)
+        directory.after_beat(flush_departures)
     else:
         control = SessionControl(sessions, LocalDirectory(sessions))
         presence = Presence(layer, LocalPresenceStore(sessions))

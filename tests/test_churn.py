@@ -30,15 +30,15 @@ async def metrics(server: ServerProcess) -> dict[str, float]:
     return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if not s.labels}
 
 
-async def settled(server: ServerProcess) -> dict[str, float]:
-    """Metrics once only the stayer is connected and the task count has stopped moving."""
+async def settled(server: ServerProcess, connections: int = 1) -> dict[str, float]:
+    """Metrics once only the stayers are connected and the task count has stopped moving."""
     history: list[dict[str, float]] = []
     for _ in range(150):
         history.append(await metrics(server))
         recent = history[-6:]
         if (
             len(recent) == 6
-            and all(m["switchboard_connections"] == 1 for m in recent)
+            and all(m["switchboard_connections"] == connections for m in recent)
             and len({m["switchboard_own_tasks"] for m in recent}) == 1
         ):
             return recent[-1]
@@ -148,6 +148,80 @@ async def test_churn_leaves_nothing_behind(redis_url: str) -> None:
             await stream.nothing_within(0.2)
         for client in stayers:
             await client.__aexit__(None, None, None)
+    finally:
+        await redis.aclose()
+        for server in servers:
+            server.stop()
+
+
+PRESENCE_EVENTS = """subscription($g: [String!]) { events(groups: $g) {
+  __typename ... on PresenceEvent { kind sessionId } } }"""
+
+
+async def subscribe_and_leave(server: ServerProcess, rng: random.Random, note: str) -> None:
+    """Subscribe with a declared note, then stop it or hang up at once: often while the note is
+    still being joined."""
+    async with websockets.connect(server.ws_url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token('hasty')}"}}
+        await ws.send(orjson.dumps(init).decode())
+        while orjson.loads(await ws.recv())["type"] != "connection_ack":
+            pass
+        query = "subscription($n: [ID!]) { events(notes: $n) { __typename } }"
+        for i in range(rng.randrange(1, 4)):
+            payload = {"query": query, "variables": {"n": [note]}}
+            await ws.send(orjson.dumps({"type": "subscribe", "id": str(i), "payload": payload}).decode())
+            if rng.random() < 0.7:
+                await ws.send(orjson.dumps({"type": "complete", "id": str(i)}).decode())
+        if rng.random() < 0.5:
+            await asyncio.sleep(rng.random() * 0.01)
+
+
+@pytest.mark.timeout(120)
+async def test_hasty_subscriptions_with_notes_leave_no_channel_and_pair_every_join(redis_url: str) -> None:
+    """Subscriptions that declare a note and are stopped (or whose socket closes) while it is
+    joined: afterwards no note channel stays subscribed in Redis, every session left presence,
+    and a watcher saw each session's JOINs and LEAVEs alternate, ending with a LEAVE."""
+    prefix = unique("hasty")
+    env = {"REDIS_URL": redis_url, "SWITCHBOARD_PREFIX": prefix, "SWITCHBOARD_MUTATION_RATE": "1000"}
+    servers = [ServerProcess(env).start(), ServerProcess(env).start()]
+    notes = [f"h{i}" for i in range(5)]
+    redis = aioredis.Redis.from_url(redis_url)
+    rng = random.Random(3)
+    try:
+        async with WsClient(servers[0].ws_url, token(unique("watch"))) as watcher:
+            for note in notes:
+                await watcher.execute("mutation($n: ID!) { openNote(noteId: $n) { id } }", n=note)
+            events = await watcher.subscribe(PRESENCE_EVENTS, g=[f"note_{n}" for n in notes])
+            queue: asyncio.Queue[int] = asyncio.Queue()
+            for i in range(600):
+                queue.put_nowait(i)
+
+            async def worker() -> None:
+                while not queue.empty():
+                    i = queue.get_nowait()
+                    await subscribe_and_leave(servers[i % 2], rng, notes[i % len(notes)])
+
+            await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+            await asyncio.gather(settled(servers[0], 1), settled(servers[1], 0))
+            await asyncio.sleep(1.0)  # the last LEAVEs, and any resync, land
+            kinds: dict[str, list[str]] = {}
+            while True:
+                try:
+                    event = (await asyncio.wait_for(events.results.get(), 0.5))["events"]
+                except TimeoutError:
+                    break
+                kinds.setdefault(event["sessionId"], []).append(event["kind"])
+            paired = ["JOIN", "LEAVE"]  # a session may join a note, leave it, and join it again
+            unpaired = {sid: k for sid, k in kinds.items() if k != paired * (len(k) // 2) or len(k) % 2}
+            assert not unpaired, f"{len(unpaired)} of {len(kinds)} sessions: {list(unpaired.items())[:5]}"
+            channels = {c.decode() for c in await redis.pubsub_channels(f"{prefix}:group:note_*")}
+            assert channels == {f"{prefix}:group:note_{n}" for n in notes}  # the watcher's only
+            for note in notes:
+                members = await redis.hgetall(f"{prefix}:presence:note_{note}")
+                assert len(members) == 1, members  # the watcher
+        await asyncio.sleep(0.5)
+        channels = {c.decode() for c in await redis.pubsub_channels(f"{prefix}:group:note_*")}
+        assert not channels, channels
     finally:
         await redis.aclose()
         for server in servers:

@@ -14,7 +14,7 @@ import redis
 
 from switchboard.publish import send_to_group_sync
 from tests.conftest import token, unique
-from tests.support.client import Subscription, WsClient
+from tests.support.client import Subscription, WsClient, http
 from tests.support.processes import ServerProcess
 from tests.support.proxy import TcpProxy
 
@@ -144,3 +144,43 @@ async def test_200_ms_to_redis_delays_but_loses_and_forgets_nothing(
         await asyncio.to_thread(publish, group, "still")
         later = (await events.next(10))["events"]
         assert later.get("message") == "still", later  # no PresenceEvent LEAVE came first
+
+
+SESSIONS = "{ sessions { id } }"
+PRESENCE = "query($g: String!) { presence(group: $g) { sessions } }"
+
+
+async def test_sessions_that_leave_during_a_reset_are_gone_once_redis_is_back(
+    proxy: TcpProxy, redis_url: str, prefix: str
+) -> None:
+    """Ten tabs close while their server cannot reach Redis: once it can again, another process
+    sees neither their sessions nor their presence (within a heartbeat interval), not 24 h later."""
+    behind = {"REDIS_URL": f"redis://127.0.0.1:{proxy.port}/0", "SWITCHBOARD_PREFIX": prefix}
+    cut_off = await asyncio.to_thread(ServerProcess(behind).start)
+    watcher = ServerProcess({"REDIS_URL": redis_url, "SWITCHBOARD_PREFIX": prefix}).start()
+    user, note = unique("u"), unique("n")
+    publisher = token("svc", publisher=True)
+
+    async def seen() -> tuple[int, int]:
+        sessions = await http(watcher.http_url, SESSIONS, token(user))
+        present = await http(watcher.http_url, PRESENCE, publisher, g=f"note_{note}")
+        return len(sessions["data"]["sessions"]), present["data"]["presence"]["sessions"]
+
+    tabs = [WsClient(cut_off.ws_url, token(user)) for _ in range(10)]
+    try:
+        for tab in tabs:
+            await tab.__aenter__()
+            await tab.execute("mutation($n: ID!) { openNote(noteId: $n) { id } }", n=note)
+        assert await seen() == (10, 10)
+        cutting = asyncio.create_task(proxy.cut(5.0))
+        await asyncio.sleep(0.5)
+        for tab in tabs:
+            await tab.__aexit__(None, None, None)
+        await cutting
+        back = asyncio.get_running_loop().time()
+        while (now := await seen()) != (0, 0):
+            assert asyncio.get_running_loop().time() - back < 12, f"still seen after Redis came back: {now}"
+            await asyncio.sleep(0.2)
+    finally:
+        await asyncio.to_thread(cut_off.stop)
+        watcher.stop()

@@ -16,6 +16,8 @@ from switchboard.sessions.session import Session
 
 log = logging.getLogger(__name__)
 
+MAX_PENDING_DEPARTURES = 100_000  # sessions gone while Redis was away, removed when it is back
+
 
 class SessionControl:
     """The one place sessions enter and leave the registry and the directory."""
@@ -25,6 +27,7 @@ class SessionControl:
     ) -> None:
         self.registry = registry
         self.directory = directory
+        self._departed: dict[str, Session] = {}  # gone while the directory could not be written
         # Over Redis, other processes ask this one to change its sessions through its inbox.
         self.inbox = Inbox(layer, self._inbox_handlers()) if layer is not None else None
 
@@ -55,13 +58,19 @@ class SessionControl:
         try:
             await self.directory.unregister(session)
         except Unavailable as exc:
-            # Readers skip it once its process's heartbeat expires (3 heartbeat intervals).
-            log.warning("session %s not removed from the directory: %s", session.id, exc)
+            # Removed when Redis is back (reregister); if this process dies first, readers skip
+            # it once its heartbeat expires (3 heartbeat intervals).
+            log.warning("session %s not removed from the directory now: %s", session.id, exc)
+            if len(self._departed) >= MAX_PENDING_DEPARTURES:
+                self._departed.pop(next(iter(self._departed)))
+            self._departed[session.id] = session
 
     async def reregister(self, restore: Callable[[Session], Awaitable[None]] | None = None) -> int:
         """Write every live session of this process to the directory again (and `restore` its
         presence): after Redis restarted empty, or dropped them while unreachable. Returns how
-        many were written; one that fails is retried at the next reconnect."""
+        many were written; one that fails is retried at the next reconnect. Sessions that left
+        while Redis was away are removed first."""
+        await self.flush_departures()
         written = 0
         for session in self.registry:
             try:
@@ -73,6 +82,17 @@ class SessionControl:
                 continue
             written += 1
         return written
+
+    async def flush_departures(self) -> int:
+        """Remove from the directory the sessions that left while it could not be written;
+        how many remain (Redis still away)."""
+        for session_id, session in list(self._departed.items()):
+            try:
+                await self.directory.unregister(session)
+            except Unavailable:
+                break
+            self._departed.pop(session_id, None)
+        return len(self._departed)
 
     async def changed(self, session: Session) -> None:
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -142,6 +142,7 @@ class RedisDirectory:
         self.process_id = process_id
         self._timeout = timeout
         self._heartbeat: asyncio.Task[None] | None = None
+        self._after_beat: list[Callable[[], Awaitable[object]]] = []
         # Bounds pipelines in flight: a cluster client's pools raise rather than wait when full.
         self._in_flight = asyncio.Semaphore(POOL_SIZE)
 
@@ -173,11 +174,18 @@ class RedisDirectory:
         """Write this process's heartbeat now."""
         await self._run(lambda pipe: pipe.set(self._process_key(self.process_id), "1", px=self._ttl_ms))
 
+    def after_beat(self, hook: Callable[[], Awaitable[object]]) -> None:
+        """Run `hook` after every heartbeat written (what Redis could not be told while it was
+        away is told within one heartbeat interval of its return)."""
+        self._after_beat.append(hook)
+
     async def _beat_forever(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
             try:
                 await self.beat()
+                for hook in self._after_beat:
+                    await hook()
             except Unavailable as exc:
                 log.warning("heartbeat not written: %s", exc)
             except Exception:

@@ -3,6 +3,11 @@
 Redis keeps one hash per group, session id -> "<user>|<process>". An entry whose process has
 no heartbeat any more (a process killed without cleaning up) is dropped the next time the group
 is read, and its LEAVE event is published then: presence converges within three heartbeats.
+A session that leaves while Redis cannot be written is removed when it is back (the layer's
+reconnect hook): presence is right again within seconds of Redis returning.
+
+JOIN and LEAVE come in pairs: a LEAVE is announced only for a JOIN that was, and a session that
+joined while Redis was away is announced when it is back.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any, Protocol
 
 from switchboard.exceptions import Unavailable
 from switchboard.fleet.directory import RedisDirectory
+from switchboard.layers.keyed_lock import KeyedLock
 from switchboard.layers.base import GroupLayer
 from switchboard.messages.envelope import Envelope
 from switchboard.messages.events import PRESENCE
@@ -23,7 +29,8 @@ from switchboard.sessions.session import Session
 log = logging.getLogger(__name__)
 
 ANONYMOUS = "anonymous"
-PRESENCE_KEY_TTL = 24 * 3600
+PRESENCE_KEY_TTL = 24 * 3600  # a backstop only: entries live as long as their process's heartbeat
+MAX_PENDING_LEAVES = 100_000  # departures kept for Redis' return (a few dozen bytes each)
 
 
 class PresenceStore(Protocol):
@@ -40,14 +47,32 @@ class Presence:
     def __init__(self, layer: GroupLayer, store: PresenceStore) -> None:
         self._layer = layer
         self._store = store
+        self._announced: set[tuple[str, str]] = set()  # (session, group) whose JOIN went out
+        self._order = KeyedLock()  # a session's JOIN and LEAVE of a group, one after the other
+        # Departures Redis could not be told of: (session, group) -> (user, JOIN announced).
+        self._pending: dict[tuple[str, str], tuple[str, bool]] = {}
 
     async def joined(self, session: Session, group: str) -> None:
         if group == ALL:
             return
+        async with self._order.hold(f"{session.id} {group}"):
+            await self._joined(session, group)
+
+    async def _joined(self, session: Session, group: str) -> None:
+        earlier = self._pending.pop((session.id, group), None)
         try:
+            if earlier is not None:  # its earlier departure first, LEAVE included
+                await self._leave(session.id, group, *earlier)
+                earlier = None
             await self._store.add(session, group)
-            await self._announce(group, "join", session.user_id or ANONYMOUS, session.id)
+            if session.closed or group not in session.groups:
+                # It left while the entry was written: the removal may have gone first.
+                await self._store.remove(session.id, group)
+                return
+            await self._announce_join(session, group)
         except Unavailable as exc:
+            if earlier is not None:
+                self._pending[(session.id, group)] = earlier
             log.warning(
                 "presence of %s in %s not recorded: %s", session.id, group, exc, extra={"session": session.id}
             )
@@ -55,19 +80,62 @@ class Presence:
     async def left(self, session: Session, group: str) -> None:
         if group == ALL:
             return
+        async with self._order.hold(f"{session.id} {group}"):
+            await self._left(session, group)
+
+    async def _left(self, session: Session, group: str) -> None:
+        user = session.user_id or ANONYMOUS
+        announced = (session.id, group) in self._announced
+        self._announced.discard((session.id, group))
         try:
-            await self._store.remove(session.id, group)
-            await self._announce(group, "leave", session.user_id or ANONYMOUS, session.id)
+            await self._leave(session.id, group, user, announced)
         except Unavailable as exc:
             log.warning(
-                "presence of %s in %s not removed: %s", session.id, group, exc, extra={"session": session.id}
+                "presence of %s in %s not removed now (%s); will be when Redis is back",
+                session.id,
+                group,
+                exc,
+                extra={"session": session.id},
             )
+            if len(self._pending) >= MAX_PENDING_LEAVES:
+                self._pending.pop(next(iter(self._pending)))  # the oldest: its process's lease ends it
+            self._pending[(session.id, group)] = (user, announced)
+
+    async def _leave(self, session_id: str, group: str, user: str, announced: bool) -> None:
+        await self._store.remove(session_id, group)
+        if announced:  # a LEAVE only for a JOIN that went out
+            await self._announce(group, "leave", user, session_id)
 
     async def restore(self, session: Session) -> None:
-        """Write `session`'s presence again (after Redis lost it), announcing nothing."""
+        """Write `session`'s presence again (after Redis lost it); announce the JOINs that could
+        not go out while it was away (none twice)."""
         for group in session.groups:
             if group != ALL:
-                await self._store.add(session, group)
+                async with self._order.hold(f"{session.id} {group}"):
+                    await self._store.add(session, group)
+                    await self._announce_join(session, group)
+
+    async def flush_departures(self) -> int:
+        """Remove the departures Redis could not be told of (when it is back); how many remain."""
+        for key in list(self._pending):
+            async with self._order.hold(f"{key[0]} {key[1]}"):
+                found = self._pending.pop(key, None)
+                if found is None:
+                    continue  # the session joined again meanwhile, which sent it
+                try:
+                    await self._leave(key[0], key[1], *found)
+                except Unavailable:
+                    self._pending[key] = found
+                    break  # still away: the next reconnect tries again
+        return len(self._pending)
+
+    async def _announce_join(self, session: Session, group: str) -> None:
+        if not group.startswith(NOTE_PREFIX) or (session.id, group) in self._announced:
+            return  # only notes have presence events
+        if session.closed or group not in session.groups:
+            return
+        await self._announce(group, "join", session.user_id or ANONYMOUS, session.id)
+        self._announced.add((session.id, group))
 
     async def members(self, group: str) -> tuple[list[tuple[str, int]], int]:
         """[(user id, sessions)] sorted by user id, and the number of sessions."""

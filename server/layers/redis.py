@@ -301,11 +301,12 @@ class RedisLayer:
                 await self._transport.open(self._control_channel, self._subscribe_on)
                 self._started = True
 
-    async def _sync(self, group: str) -> None:
-        """Make the Redis subscription of `group` match whether it has local members."""
+    async def _sync(self, group: str, *, unsure: bool = False) -> None:
+        """Make the Redis subscription of `group` match whether it has local members (`unsure`:
+        whatever this process recorded, as after a SUBSCRIBE that was cut off half way)."""
         async with self._locks.hold(group):
             want, have = self._groups.has(group), group in self._subscribed
-            if want == have:
+            if want == have and not (unsure and not want):
                 return
             channel = self.channel(group)
             try:
@@ -314,7 +315,13 @@ class RedisLayer:
                     # Where its history stands before the subscription: a gap after a later
                     # reconnect is filled from there even if no event came in between.
                     self._positions[group] = await self._position(group)
-                    await self._transport.subscribe(channel, self._subscribe_on)
+                    try:
+                        await self._transport.subscribe(channel, self._subscribe_on)
+                    except BaseException:
+                        # Cancelled or failed, it may have reached Redis all the same: sync
+                        # again, unsure, so no channel stays subscribed without a local member.
+                        self._resync_later(group)
+                        raise
                     self._subscribed.add(group)
                 else:
                     self._subscribed.discard(group)
@@ -323,6 +330,21 @@ class RedisLayer:
                         await self._transport.unsubscribe(channel)
             except REDIS_ERRORS as exc:
                 raise _unavailable("could not (un)subscribe in Redis", exc) from exc
+
+    def _resync_later(self, group: str) -> None:
+        """Sync `group` again in a task of its own (after a (un)subscribe that was cancelled or
+        failed, possibly half done): no channel stays subscribed without a local member."""
+        if self._closed:
+            return
+        task = asyncio.get_running_loop().create_task(self._resync(group), name="switchboard-redis-resync")
+        self._readers.add(task)  # stopped with the readers on close
+        task.add_done_callback(self._readers.discard)
+
+    async def _resync(self, group: str) -> None:
+        try:
+            await self._sync(group, unsure=True)
+        except Unavailable as exc:
+            log.warning("could not sync the subscription of %s now (%s); will after reconnecting", group, exc)
 
     async def _position(self, group: str) -> tuple[str, int] | None:
         """The group's newest history position; None if it has none (or history is off)."""
