@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 from switchboard.exceptions import Unavailable
 from switchboard.fleet.directory import RedisDirectory
-from switchboard.layers.keyed_lock import KeyedLock
 from switchboard.layers.base import GroupLayer
+from switchboard.layers.keyed_lock import KeyedLock
 from switchboard.messages.envelope import Envelope
 from switchboard.messages.events import PRESENCE
 from switchboard.messages.groups import ALL, NOTE_PREFIX
