@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from switchboard.messages.envelope import Envelope
-from switchboard.messages.events import DATA, NOTIFY, PRESENCE, RESUME
-from switchboard.schema.types import DataEvent, NotifyEvent, PresenceEvent, ResumeEvent
+from switchboard.messages.events import DATA, NOTIFY, PRESENCE, RESUME, REVOKED
+from switchboard.schema.types import DataEvent, NotifyEvent, PresenceEvent, ResumeEvent, RevokedEvent
 
 
 class EventType(Protocol):
@@ -22,4 +22,5 @@ DEFAULT_EVENT_TYPES: Mapping[str, type[EventType]] = {
     DATA: DataEvent,
     PRESENCE: PresenceEvent,
     RESUME: ResumeEvent,
+    REVOKED: RevokedEvent,
 }

@@ -88,6 +88,30 @@ class ResumeEvent:
         )
 
 
+@strawberry.type(
+    description="This session was taken out of `group` by the server (switchboard.publish.revoke, e.g. "
+    "the app removed the user from a note): no more events of it arrive; opening it again is up to the "
+    "app's policy."
+)
+class RevokedEvent:
+    id: strawberry.ID
+    group: str
+    reason: str | None
+    sent_at: datetime
+    cursor: str | None = strawberry.field(description="Always null: made for this session, never replayed.")
+
+    @classmethod
+    def from_envelope(cls, envelope: Envelope) -> RevokedEvent:
+        reason = envelope.fields.get("reason")
+        return cls(
+            id=strawberry.ID(envelope.id),
+            group=envelope.group,
+            reason=reason if isinstance(reason, str) else None,
+            sent_at=_sent_at(envelope),
+            cursor=None,
+        )
+
+
 @strawberry.enum(description="Whether someone came or went.")
 class PresenceKind(enum.Enum):
     JOIN = "join"

@@ -1,6 +1,7 @@
 """Switchboard: Channels-style groups of WebSocket sessions behind a typed GraphQL API.
 
-Publishing (`send_to_group`, `send_to_group_sync`, `send_to_socket_group`) needs only Redis and
+Publishing (`send_to_group`, `send_to_group_sync`, `send_to_socket_group`) and revoking a user's
+membership of a group (`revoke`, `revoke_sync`) need only Redis and
 imports nothing of the server, so a Django or Celery process can use it with the plain install.
 `create_app` and `build_schema` need the server's extra: `pip install "switchboard-live[server]"`.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from switchboard.messages.envelope import Envelope
-from switchboard.publish import send_to_group, send_to_group_sync, send_to_socket_group
+from switchboard.publish import revoke, revoke_sync, send_to_group, send_to_group_sync, send_to_socket_group
 from switchboard.settings import Settings
 
 if TYPE_CHECKING:
@@ -27,6 +28,8 @@ __all__ = [
     "__version__",
     "build_schema",
     "create_app",
+    "revoke",
+    "revoke_sync",
     "send_to_group",
     "send_to_group_sync",
     "send_to_socket_group",

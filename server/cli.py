@@ -74,6 +74,14 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _revoke(args: argparse.Namespace) -> int:
+    from switchboard.publish import revoke_sync
+
+    envelope = revoke_sync(args.user, args.group, session_id=args.session, reason=args.reason)
+    print(orjson.dumps({"id": envelope.id, "user": args.user, "group": args.group}).decode())
+    return 0
+
+
 def _schema(args: argparse.Namespace) -> int:
     from switchboard.schema import schema
 
@@ -124,6 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--group", required=True)
     data.add_argument("--payload", required=True, help="JSON text")
     publish.set_defaults(func=_publish)
+
+    revoke = commands.add_parser(
+        "revoke", help="take a user's sessions out of a group, in every process (needs REDIS_URL)"
+    )
+    revoke.add_argument("--user", required=True)
+    revoke.add_argument("--group", required=True, help="e.g. note_5 (not all, not the user's own group)")
+    revoke.add_argument("--session", default=None, help="only this session of the user")
+    revoke.add_argument("--reason", default=None, help="told to the client in its RevokedEvent")
+    revoke.set_defaults(func=_revoke)
 
     schema = commands.add_parser("schema", help="print the GraphQL SDL")
     schema.set_defaults(func=_schema)

@@ -21,7 +21,7 @@ from switchboard.layers import urls
 from switchboard.layers.base import GroupLayer
 from switchboard.layers.redis import REDIS_ERRORS, append_args, append_script, group_channel, history_keys
 from switchboard.messages.envelope import Envelope
-from switchboard.messages.events import HARD_MAX_FIELDS_BYTES, build_envelope
+from switchboard.messages.events import HARD_MAX_FIELDS_BYTES, build_envelope, revoke_envelope
 from switchboard.settings import Settings
 
 PUBLISH_TIMEOUT = 3.0
@@ -80,18 +80,44 @@ def capture_into(events: list[Envelope] | None) -> None:
 
 async def send_to_group(group: str, event: str, /, **fields: Any) -> Envelope:
     """Publish from async code: `await send_to_group("user_1", "notify", message="Hi")`."""
-    envelope = build_envelope(group, event, fields)
+    return await _send(build_envelope(group, event, fields), history=True)
+
+
+def send_to_group_sync(group: str, event: str, /, **fields: Any) -> Envelope:
+    """Publish from non-async code such as a Django view or a Celery task."""
+    return _send_sync(build_envelope(group, event, fields), history=True)
+
+
+async def revoke(
+    user_id: str, group: str, *, session_id: str | None = None, reason: str | None = None
+) -> Envelope:
+    """Take the user's sessions (`session_id`: only that one) out of `group`, in every server
+    process, within one publish: they get no more of its events, and each of their streams gets
+    a `RevokedEvent`. E.g. when the app removes a collaborator from a note (revoke its
+    permission first, so the policy refuses opening it again). `all` and the user's own group
+    cannot be revoked."""
+    return await _send(revoke_envelope(user_id, group, session_id, reason), history=False)
+
+
+def revoke_sync(
+    user_id: str, group: str, *, session_id: str | None = None, reason: str | None = None
+) -> Envelope:
+    """`revoke` from non-async code (a Django view, a Celery task)."""
+    return _send_sync(revoke_envelope(user_id, group, session_id, reason), history=False)
+
+
+async def _send(envelope: Envelope, *, history: bool) -> Envelope:
+    group = envelope.group
     if _InProcess.capture is not None:
         _InProcess.capture.append(envelope)
         return envelope
     if (server := _server_layer()) is not None:
         layer, loop = server
+        sending = layer.group_send(group, envelope, history=history)
         if loop is asyncio.get_running_loop():
-            await layer.group_send(group, envelope)
+            await sending
         else:  # another thread's loop in the server's process
-            await asyncio.wrap_future(
-                asyncio.run_coroutine_threadsafe(layer.group_send(group, envelope), loop)
-            )
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(sending, loop))
         return envelope
     target = _target()
     if target is None:
@@ -99,32 +125,29 @@ async def send_to_group(group: str, event: str, /, **fields: Any) -> Envelope:
     client = _async_client(target.redis_url)
     try:
         async with asyncio.timeout(PUBLISH_TIMEOUT):
-            await _publish(client, target, group, envelope)
+            await _publish(client, target, group, envelope, history)
     except REDIS_ERRORS as exc:
         raise Unavailable(f"could not publish to Redis: {exc or type(exc).__name__}") from exc
     return envelope
 
 
-def send_to_group_sync(group: str, event: str, /, **fields: Any) -> Envelope:
-    """Publish from non-async code such as a Django view or a Celery task."""
-    envelope = build_envelope(group, event, fields)
+def _send_sync(envelope: Envelope, *, history: bool) -> Envelope:
+    group = envelope.group
     if _InProcess.capture is not None:
         _InProcess.capture.append(envelope)
         return envelope
     if (server := _server_layer()) is not None:
         layer, loop = server
         if _running_loop() is loop:
-            raise RuntimeError(
-                "send_to_group_sync called on the server's event loop: await send_to_group instead"
-            )
-        future = asyncio.run_coroutine_threadsafe(layer.group_send(group, envelope), loop)
+            raise RuntimeError("called on the server's event loop: await the async function instead")
+        future = asyncio.run_coroutine_threadsafe(layer.group_send(group, envelope, history=history), loop)
         future.result(timeout=PUBLISH_TIMEOUT)
         return envelope
     target = _target()
     if target is None:
         raise LayerNotConfigured("set REDIS_URL to publish from outside the server process")
     try:
-        _publish(_sync_client(target.redis_url), target, group, envelope)
+        _publish(_sync_client(target.redis_url), target, group, envelope, history)
     except REDIS_ERRORS as exc:
         raise Unavailable(f"could not publish to Redis: {exc or type(exc).__name__}") from exc
     return envelope
@@ -191,12 +214,12 @@ def _target_for(values: tuple[str | None, ...]) -> _Target | None:
     )
 
 
-def _publish(client: Any, target: _Target, group: str, envelope: Envelope) -> Any:
+def _publish(client: Any, target: _Target, group: str, envelope: Envelope, history: bool = True) -> Any:
     """The server's own way to send: PUBLISH, or append-and-publish when history is on.
 
     Returns what the client returns (a coroutine for an asyncio client)."""
     channel = group_channel(target.prefix, group, target.sharded)
-    if target.history_size <= 0:
+    if target.history_size <= 0 or not history:
         publish = client.spublish if target.sharded else client.publish
         return publish(channel, envelope.encode())
     script = client.register_script(append_script(target.sharded))

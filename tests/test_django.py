@@ -181,7 +181,7 @@ def test_the_example_projects_own_tests_capture_what_its_views_publish() -> None
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "Ran 2 tests" in done.stderr
+    assert "Ran 3 tests" in done.stderr
 
 
 HOOK_VIEWS = """

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db import transaction
 
-from switchboard.publish import send_to_group_sync
+from switchboard.publish import revoke_sync, send_to_group_sync
 
 
 def publish(group: str, event: str, /, **fields: Any) -> None:
@@ -22,3 +22,19 @@ def publish_on_commit(group: str, event: str, /, using: str | None = None, **fie
     `transaction.on_commit`: outside a transaction, at once). In tests, wrap the view call in
     `switchboard.testing.captured_events()` and Django's `captureOnCommitCallbacks(execute=True)`."""
     transaction.on_commit(lambda: publish(group, event, **fields), using=using)
+
+
+def revoke_on_commit(
+    user_id: str,
+    group: str,
+    *,
+    session_id: str | None = None,
+    reason: str | None = None,
+    using: str | None = None,
+) -> None:
+    """Take the user's sessions out of `group` when the current transaction commits (the one that
+    removes their permission, e.g. a collaborator removed from a note): `switchboard.publish.revoke_sync`,
+    never if it rolls back."""
+    transaction.on_commit(
+        lambda: revoke_sync(user_id, group, session_id=session_id, reason=reason), using=using
+    )

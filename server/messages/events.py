@@ -10,12 +10,14 @@ import orjson
 
 from switchboard.exceptions import InvalidEvent, PayloadTooLarge
 from switchboard.messages.envelope import Envelope
-from switchboard.messages.groups import require_valid_group_name
+from switchboard.messages.groups import ALL, require_valid_group_name, user_group
 
 NOTIFY = "notify"
 DATA = "data"
 PRESENCE = "presence"  # a session joined or left a note group (published by the server)
 RESUME = "resume"  # made per subscriber when a stream resumes; never published
+REVOKE = "revoke"  # to user_<id>: take that user's sessions (or one) out of a group (publish.revoke)
+REVOKED = "revoked"  # made per session that a revoke took out of a group; never published
 
 # Channels code names handlers after the method they call: `send_notify` is our `notify`.
 _CHANNELS_PREFIX = "send_"
@@ -72,8 +74,10 @@ def build_envelope(
     """Validate a publish at the edge and wrap it; unknown types pass for custom handlers."""
     require_valid_group_name(group)
     kind = canonical_type(event)
-    if kind == RESUME:
-        raise InvalidEvent("resume events are made by the server, not published")
+    if kind in (RESUME, REVOKED):
+        raise InvalidEvent(f"{kind} events are made by the server, not published")
+    if kind == REVOKE:
+        raise InvalidEvent("revoke is sent by switchboard.publish.revoke, which checks its fields")
     clean = dict(fields)
     if kind == NOTIFY:
         message, status = notify_fields(clean)
@@ -87,3 +91,22 @@ def build_envelope(
     if size > max_bytes:
         raise PayloadTooLarge(f"event fields are {size} bytes encoded; the limit is {max_bytes}")
     return Envelope(type=kind, group=group, fields=clean)
+
+
+def revoke_envelope(
+    user_id: str, group: str, session_id: str | None = None, reason: str | None = None
+) -> Envelope:
+    """The request, sent to `user_<user_id>`, that takes that user's sessions (`session_id`: only
+    that one) out of `group` in whichever process they are."""
+    require_valid_group_name(group)
+    if group == ALL or group == user_group(user_id):
+        raise InvalidEvent(f"{group!r} cannot be revoked: end the user's sessions instead")
+    if session_id is not None and not isinstance(session_id, str):
+        raise InvalidEvent("session_id must be a string")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
+        raise InvalidEvent(f"reason must be a string of at most {MAX_REASON} characters")
+    fields = {"group": group, "session": session_id, "reason": reason}
+    return Envelope(type=REVOKE, group=user_group(user_id), fields=fields)
+
+
+MAX_REASON = 512

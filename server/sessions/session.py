@@ -15,7 +15,16 @@ from switchboard import close_codes
 from switchboard.exceptions import Forbidden, InvalidEvent, SessionClosed, Unauthenticated
 from switchboard.layers.base import GroupLayer
 from switchboard.messages.envelope import Envelope
-from switchboard.messages.events import DATA, NOTIFY, PRESENCE, RESUME, data_payload, notify_fields
+from switchboard.messages.events import (
+    DATA,
+    NOTIFY,
+    PRESENCE,
+    RESUME,
+    REVOKE,
+    REVOKED,
+    data_payload,
+    notify_fields,
+)
 from switchboard.messages.filters import EventFilter, Listener
 from switchboard.messages.groups import ALL, note_group, note_id_of, require_valid_group_name
 from switchboard.observability.stats import Stats
@@ -99,6 +108,7 @@ class Session:
         "_closer",
         "_closing",
         "_counters",
+        "_departures",
         "_groups",
         "_handlers",
         "_layer",
@@ -143,6 +153,7 @@ class Session:
         self._note_holders: dict[str, set[object]] | None = None  # made with the first note
         self._listeners: dict[Listener, None] = {}
         self._closing: asyncio.Task[None] | None = None
+        self._departures: set[asyncio.Task[None]] | None = None  # groups revoked, being left
         self._closed = False
 
     def __repr__(self) -> str:
@@ -183,6 +194,9 @@ class Session:
         self._close_streams()
         for group in list(self._groups):
             await self._leave(group)
+        for departure in list(self._departures or ()):
+            with suppress(asyncio.CancelledError):
+                await departure
         if self._closing is not None and self._closing is not asyncio.current_task():
             with suppress(asyncio.CancelledError):
                 await self._closing
@@ -253,6 +267,8 @@ class Session:
 
     def dispatch(self, message: Envelope) -> None:
         """Route a group message to the handler registered for its type; never raises."""
+        if message.group not in self._groups:
+            return  # a group being left (revoked): nothing more of it
         handler = self._handlers.get(message.type)
         if handler is None:
             self.stats.unknown_type += 1
@@ -293,6 +309,44 @@ class Session:
         """Handler of `presence`: others' joins and leaves; a session is not told about itself."""
         if message.fields.get("session_id") != self.id:
             self.forward(message)
+
+    def revoke(self, message: Envelope) -> None:
+        """Handler of `revoke` (switchboard.publish.revoke, sent to this user's group): leave the
+        group at once (nothing more of it is delivered) and tell every stream with a
+        RevokedEvent. A note left so is left whoever held it (openNote, subscriptions)."""
+        fields = message.fields
+        group, target = fields.get("group"), fields.get("session")
+        if (target is not None and target != self.id) or not isinstance(group, str):
+            return
+        if group not in self._groups or group == ALL or (self.user is not None and group == self.user.group):
+            return
+        reason = fields.get("reason")
+        self.forward(
+            Envelope(
+                type=REVOKED, group=group, fields={"reason": reason if isinstance(reason, str) else None}
+            )
+        )
+        self._groups.pop(group, None)  # before anything else of the group can be delivered
+        if self._note_holders is not None:
+            self._note_holders.pop(group, None)
+        if self._departures is None:
+            self._departures = set()
+        task = asyncio.get_running_loop().create_task(
+            self._depart(group), name=f"switchboard-revoke-{self.id}"
+        )
+        self._departures.add(task)
+        task.add_done_callback(self._departures.discard)
+        log.info("session %s: revoked from %s", self.id, group, extra={"session": self.id})
+
+    async def _depart(self, group: str) -> None:
+        if group in self._groups:
+            return  # joined again meanwhile (the app allowed it): stays
+        await self._layer.group_discard(group, self.dispatch)
+        if group in self._groups and not self._closed:  # joined again while it was being left
+            await self._layer.group_add(group, self.dispatch)
+            return
+        if self._observer is not None:
+            await self._observer.left(self, group)
 
     def forward(self, message: Envelope) -> None:
         """Deliver `message` as it is to every stream that wants it; the handler for custom types."""
@@ -363,6 +417,7 @@ DEFAULT_HANDLERS = HandlerRegistry(
         NOTIFY: Session.send_notify,
         DATA: Session.send_data,
         PRESENCE: Session.send_presence,
+        REVOKE: Session.revoke,
         # Made by the layer itself (a gap it could not fill), never published.
         RESUME: Session.forward,
     }

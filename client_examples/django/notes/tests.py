@@ -24,3 +24,19 @@ class CommentTests(TestCase):
             reply = self.client.post(f"/notes/{self.note.pk}/comment/?fail=1", {"text": "never"})
         self.assertEqual(reply.status_code, 409)
         self.assertEqual(events, [])
+
+
+class CollaboratorTests(TestCase):
+    def test_removing_a_collaborator_revokes_their_note_on_commit(self) -> None:
+        alice = User.objects.create_user("alice", password="pw")
+        bob = User.objects.create_user("bob", password="pw")
+        note = Note.objects.create(title="n", owner=alice)
+        note.collaborators.add(bob)
+        self.client.force_login(alice)
+        with captured_events() as events, self.captureOnCommitCallbacks(execute=True):
+            reply = self.client.post(f"/notes/{note.pk}/collaborators/{bob.pk}/remove/")
+        self.assertEqual(reply.status_code, 200)
+        self.assertFalse(note.collaborators.filter(pk=bob.pk).exists())
+        self.assertEqual(
+            [(e.group, e.type, e.fields["group"]) for e in events], [(f"user_{bob.pk}", "revoke", f"note_{note.pk}")]
+        )

@@ -5,7 +5,7 @@ from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_POST
 
 from notes.models import Comment, Note
-from switchboard.django.publish import publish_on_commit
+from switchboard.django.publish import publish_on_commit, revoke_on_commit
 
 
 def may_open_note(user, note_id: str) -> bool:
@@ -29,3 +29,15 @@ def comment(request: HttpRequest, note_id: int) -> HttpResponse:
     except RuntimeError:
         return JsonResponse({"rolled_back": True}, status=409)
     return JsonResponse({"id": saved.pk})
+
+
+@login_required
+@require_POST
+def remove_collaborator(request: HttpRequest, note_id: int, user_id: int) -> HttpResponse:
+    """The owner takes a collaborator off the note: their permission goes, and once that commits
+    their open tabs leave the note at once (a RevokedEvent each) instead of hearing it on."""
+    note = get_object_or_404(Note, pk=note_id, owner=request.user)
+    with transaction.atomic():
+        note.collaborators.remove(user_id)
+        revoke_on_commit(str(user_id), f"note_{note.pk}", reason="removed from the note by its owner")
+    return JsonResponse({"removed": user_id})

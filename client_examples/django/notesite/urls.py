@@ -12,4 +12,5 @@ urlpatterns = [
     path("switchboard/info/", connection_info),  # what a page needs to connect
     path("switchboard/note-permission/", note_permission(views.may_open_note)),
     path("notes/<int:note_id>/comment/", views.comment),
+    path("notes/<int:note_id>/collaborators/<int:user_id>/remove/", views.remove_collaborator),
 ]
