@@ -480,3 +480,52 @@ async def test_every_transport_shares_one_rendering_per_event(
         await multipart.aclose()
         for response, _ in streams:
             await response.aclose()
+
+
+@pytest.fixture
+def redis_env(redis_url: str, prefix: str) -> dict[str, str]:
+    return {"REDIS_URL": redis_url, "SWITCHBOARD_PREFIX": prefix}
+
+
+@pytest.mark.parametrize("earlier", [True, False], ids=["an-event-before", "nothing-before"])
+@pytest.mark.parametrize("kind", ["sse", "apollo", "urql-sse"])
+async def test_a_stock_http_client_misses_nothing_across_a_restart(
+    kind: str,
+    earlier: bool,
+    start_client: Callable[..., Any],
+    publishing: Callable[[str, str], None],
+    redis_env: dict[str, str],
+) -> None:
+    """Configured as the README says (cursors kept, sent back as Last-Event-ID on every attempt):
+    the stream breaks with the server, the client retries until it is back, and every event of
+    the note arrives once, in order, whether or not one had reached it before the cut."""
+    server = ServerProcess(redis_env).start()
+    user, note = unique("u"), unique("n")
+    group = f"note_{note}"
+    before = ["before-1", "before-2"] if earlier else []
+    try:
+        client = await start_client(kind, server, user, NOTES=note)
+        start = await client.until(
+            lambda e: e.get("__typename") == "ResumeEvent" and e["group"] == group, WAIT
+        )
+        assert start["recovered"] is True and start["cursor"], start
+        for message in before:
+            await asyncio.to_thread(publishing, group, message)
+        if before:
+            await client.until(notify_in(group, before[-1]), WAIT)
+
+        assert server.stop() == 0
+        for message in ("during-1", "during-2", "during-3"):
+            await asyncio.to_thread(publishing, group, message)
+        server = server.on_same_port().start()
+
+        resumed = await client.until(
+            lambda e: e.get("__typename") == "ResumeEvent" and e["group"] == group, WAIT
+        )
+        assert resumed["recovered"] is True, resumed
+        for message in ("after-1", "after-2"):
+            await asyncio.to_thread(publishing, group, message)
+        await client.until(notify_in(group, "after-2"), WAIT)
+    finally:
+        server.stop()
+    assert messages(client, group) == [*before, "during-1", "during-2", "during-3", "after-1", "after-2"]

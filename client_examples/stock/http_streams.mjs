@@ -1,16 +1,22 @@
 // Subscriptions over plain HTTP with stock clients, configured as the README says:
 //   KIND=sse          graphql-sse, distinct connections mode (one SSE response per subscription)
 //   KIND=sse-single   graphql-sse, single connection mode (PUT reservation, one SSE stream)
-//   KIND=apollo       Apollo Client 4 HttpLink (multipart subscriptions)
-//   KIND=urql         urql with fetchSubscriptions (SSE)
+//   KIND=apollo       Apollo Client 4 HttpLink (multipart subscriptions), with RetryLink
+//   KIND=urql-sse     urql with subscriptionExchange on graphql-sse
+//   KIND=urql         urql with fetchSubscriptions (SSE; urql does not retry it)
+// Where the client can send headers on every attempt (graphql-sse, Apollo with setContext), it
+// keeps each group's cursor and sends them as Last-Event-ID, so a reconnect after a restart
+// resumes every group, even one with no event yet.
 // Prints one JSON line per event, {"error": ..., "code": ...} per refusal.
 //
 //   SWITCHBOARD_URL=http://127.0.0.1:8000/graphql SWITCHBOARD_TOKEN=... NOTES=5 KIND=sse node http_streams.mjs
 // OPEN_NOTE=7 (sse-single) also opens note 7 with openNote on the stream's own session.
 // QUERY overrides the subscription (to see a refusal).
 import { createClient } from "graphql-sse";
-import { ApolloClient, InMemoryCache, HttpLink, gql } from "@apollo/client";
-import { Client, fetchExchange } from "@urql/core";
+import { ApolloClient, InMemoryCache, HttpLink, ApolloLink, gql } from "@apollo/client";
+import { RetryLink } from "@apollo/client/link/retry";
+import { SetContextLink } from "@apollo/client/link/context";
+import { Client, fetchExchange, subscriptionExchange } from "@urql/core";
 import { pipe, subscribe } from "wonka";
 
 const url = process.env.SWITCHBOARD_URL;
@@ -27,11 +33,22 @@ const EVENTS =
     }
   }`;
 
+// --- the documented resume configuration ------------------------------------------------------
+const cursors = {}; // group -> cursor of the last event seen (ResumeEvents give one per group)
+function remember(event) {
+  if (event && event.cursor) cursors[event.group] = event.cursor;
+}
+// Our SSE ids' form, "group=cursor ...": empty on the first attempt, which asks for positions.
+const lastEventId = () => Object.entries(cursors).map(([group, cursor]) => `${group}=${cursor}`).join(" ");
+const resumeHeaders = () => ({ ...headers, "last-event-id": lastEventId() });
+// ------------------------------------------------------------------------------------------------
+
 function print(result) {
   if (result.errors && result.errors.length) {
     const [first] = result.errors;
     console.log(JSON.stringify({ error: first.message, code: first.extensions && first.extensions.code }));
   } else if (result.data && result.data.events) {
+    remember(result.data.events);
     console.log(JSON.stringify(result.data.events));
   } else if (result.data) {
     console.log(JSON.stringify({ result: result.data }));
@@ -40,7 +57,13 @@ function print(result) {
 const failed = (error) => console.log(JSON.stringify({ error: String(error) }));
 
 if (kind === "sse" || kind === "sse-single") {
-  const client = createClient({ url, headers, singleConnection: kind === "sse-single", retryAttempts: 20 });
+  const client = createClient({
+    url,
+    headers: resumeHeaders, // called on every attempt
+    singleConnection: kind === "sse-single",
+    retryAttempts: Infinity,
+    retryWait: () => new Promise((resolve) => setTimeout(resolve, 300)),
+  });
   client.subscribe({ query: EVENTS, variables: { notes } }, { next: print, error: failed, complete: () => {} });
   if (kind === "sse-single" && process.env.OPEN_NOTE) {
     // Over the reservation's stream, a mutation runs on that stream's session: no sessionId needed.
@@ -52,7 +75,14 @@ if (kind === "sse" || kind === "sse-single") {
     }, 500);
   }
 } else if (kind === "apollo") {
-  const client = new ApolloClient({ link: new HttpLink({ uri: url, headers }), cache: new InMemoryCache() });
+  // RetryLink re-runs a subscription whose stream broke; SetContextLink gives each attempt the
+  // cursors kept so far.
+  const link = ApolloLink.from([
+    new RetryLink({ delay: { initial: 300, max: 2000 }, attempts: { max: Infinity } }),
+    new SetContextLink(() => ({ headers: resumeHeaders() })),
+    new HttpLink({ uri: url }),
+  ]);
+  const client = new ApolloClient({ link, cache: new InMemoryCache() });
   client.subscribe({ query: gql(EVENTS), variables: { notes }, fetchPolicy: "no-cache" }).subscribe({
     // Apollo Client 4 hands GraphQL errors over as `error` (CombinedGraphQLErrors).
     next: (result) => print(result.error ? { errors: result.error.errors || [{ message: String(result.error) }] } : result),
@@ -61,6 +91,35 @@ if (kind === "sse" || kind === "sse-single") {
       console.log(JSON.stringify({ error: String(error), code: found && found.extensions && found.extensions.code }));
     },
   });
+} else if (kind === "urql-sse") {
+  const sse = createClient({
+    url,
+    headers: resumeHeaders,
+    retryAttempts: Infinity,
+    retryWait: () => new Promise((resolve) => setTimeout(resolve, 300)),
+  });
+  const client = new Client({
+    url,
+    exchanges: [
+      fetchExchange,
+      subscriptionExchange({
+        forwardSubscription: (request) => ({
+          subscribe: (sink) => ({ unsubscribe: sse.subscribe({ ...request, query: request.query || "" }, sink) }),
+        }),
+      }),
+    ],
+  });
+  pipe(
+    client.subscription(EVENTS, { notes }),
+    subscribe((result) => {
+      if (result.error) {
+        const found = (result.error.graphQLErrors || [])[0];
+        console.log(JSON.stringify({ error: String(result.error), code: found && found.extensions && found.extensions.code }));
+        return;
+      }
+      print(result);
+    }),
+  );
 } else if (kind === "urql") {
   const client = new Client({ url, exchanges: [fetchExchange], fetchSubscriptions: true, fetchOptions: { headers } });
   pipe(

@@ -267,7 +267,7 @@ class Peer:
             await services.control.changed(session)  # its groups
         starts: Since = []
         if self.transport.tracks_positions:
-            since = await self.transport.positions(subscription, since)
+            since, starts = await self.transport.positions(subscription, since)
         elif self.resume is not None:
             starts = await self._positions(subscription, {group for group, _ in since})
         if not await catch_up(subscription, since, services.layer, session, starts):

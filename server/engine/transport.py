@@ -33,9 +33,10 @@ class Transport(Protocol):
         """A multiplexed subscription framed for this transport."""
         ...
 
-    async def positions(self, subscription: Subscription, since: Since) -> Since:
+    async def positions(self, subscription: Subscription, since: Since) -> tuple[Since, Since]:
         """With `tracks_positions`: record where the subscription starts in each group; what to
-        replay (`since`, and what the transport's own resume names)."""
+        replay (`since`, and what the transport's own resume names), and the start positions to
+        tell the client as ResumeEvents."""
         ...
 
     def send_result(self, op_id: str, payload: dict[str, Any]) -> None: ...

@@ -131,7 +131,7 @@ class StreamEndpoint:
         try:
             params = params_of(scope["method"], query, body)
             last_event_id = None
-            if framing is SSE and headers.get("last-event-id"):
+            if "last-event-id" in headers:  # even empty: the client keeps positions (README)
                 last_event_id = parse_last_event_id(
                     headers["last-event-id"], self.services.settings.max_groups
                 )
@@ -288,7 +288,9 @@ class StreamEndpoint:
         stream = HttpStream(self, scope, send, framing, user, distinct=distinct, last_event_id=last_event_id)
         stream.peer.handshake = handshake
         try:
-            session = await stream.peer.open(user, lambda: True)
+            # Multipart has no event ids: positions go as ResumeEvents, as on a WebSocket.
+            resume = last_event_id if framing.multipart else None
+            session = await stream.peer.open(user, lambda: True, resume)
         except SwitchboardError as exc:
             await self._refuse(send, framing, exc)
             return None

@@ -53,11 +53,16 @@ class Framing:
             return "event: complete\ndata: " + orjson.dumps({"id": op_id}).decode() + "\n\n"
         return "event: complete\ndata:\n\n"  # EventSource fires no listener without data
 
-    def comment(self, text: str) -> str:
-        """A note for whoever reads the raw stream (ignored by every client)."""
+    def closing(self, reason: str) -> str:
+        """Why the server ends a stream that did not complete (shutdown, a slow reader, expired
+        credentials): an SSE comment (EventSource and graphql-sse reconnect by themselves); over
+        multipart the spec's transport error, `{"payload": null, "errors": [...]}` with the code
+        STREAM_ENDED, so that a client that retries on errors (Apollo's RetryLink) reconnects
+        rather than taking the end for a completed subscription."""
         if self.multipart:
-            return ""
-        return "".join(f": {line}\n" for line in text.splitlines()) + "\n"
+            error = {"message": reason, "extensions": {"code": "STREAM_ENDED"}}
+            return _PART + orjson.dumps({"payload": None, "errors": [error]}).decode() + BOUNDARY
+        return "".join(f": {line}\n" for line in reason.splitlines()) + "\n"
 
 
 RECONNECT_MS = 1000

@@ -23,7 +23,7 @@ from switchboard.context import Context
 from switchboard.engine.asgi import Receive, Scope, Send, client_address
 from switchboard.engine.peer import Peer
 from switchboard.engine.plan import Multiplexed
-from switchboard.engine.positions import covered_groups, current_cursor, resume_point
+from switchboard.engine.positions import covered_groups, current_cursor, resume_point, start_position
 from switchboard.engine.subscription import Subscription
 from switchboard.engine.transport import Since
 from switchboard.messages.envelope import Envelope
@@ -167,17 +167,20 @@ class HttpStream:
     def subscription(self, peer: Peer, op_id: str, planned: Multiplexed, name: str | None) -> Subscription:
         return StreamSubscription(peer, self.framing, op_id, planned, name)
 
-    async def positions(self, subscription: Subscription, since: Since) -> Since:
+    async def positions(self, subscription: Subscription, since: Since) -> tuple[Since, Since]:
         """Where the stream stands in every group it covers (its event ids start from there),
-        and what to replay: `since` as given, and the groups `Last-Event-ID` names."""
+        what to replay (`since` as given, and the groups `Last-Event-ID` names), and, for a
+        client that sent `Last-Event-ID` (even empty: it keeps positions, as graphql-sse's
+        `headers` can), each other group's start position as a ResumeEvent."""
         session = self.peer.session
         layer = self.peer.services.layer
         if session is None or not isinstance(subscription, StreamSubscription):
-            return since
+            return since, []
         covered = covered_groups(session.groups, subscription.filter)
         explicit = {group for group, _ in since}
         resumed = self.last_event_id or {}
         positions: dict[str, str] = {}
+        starts: Since = []
         since = list(since)
         for group in covered:
             if group in explicit:
@@ -191,8 +194,10 @@ class HttpStream:
                 cursor = await current_cursor(layer, group)
                 if cursor is not None:
                     positions[group] = cursor
+                    if self.last_event_id is not None:
+                        starts.append((group, start_position(cursor, group, subscription.held or ())))
         subscription.event_ids = EventIds(positions)
-        return since
+        return since, starts
 
     def send_result(self, op_id: str, payload: dict[str, Any]) -> None:
         self._send(op_id, orjson.dumps(payload).decode())

@@ -47,7 +47,7 @@ class StreamWriter(FrameWriter):
     async def _send_close(self, send: Send, code: int, reason: str) -> None:
         last = self.framing.end
         if reason:
-            last = self.framing.comment(f"closed: {reason}").encode() + last
+            last = self.framing.closing(f"closed: {reason}").encode() + last
         try:
             await send({"type": "http.response.body", "body": last, "more_body": False})
         finally:

@@ -171,8 +171,8 @@ class Connection:
             peer, op_id, planned.filter, planned.document, planned.variables, name, planned.key, prefix
         )
 
-    async def positions(self, subscription: Subscription, since: Since) -> Since:
-        return since
+    async def positions(self, subscription: Subscription, since: Since) -> tuple[Since, Since]:
+        return since, []
 
     def send_result(self, op_id: str, payload: dict[str, Any]) -> None:
         self._send({"id": op_id, "type": "data" if self.legacy else "next", "payload": payload})
