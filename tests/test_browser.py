@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -219,3 +219,53 @@ async def test_chromium_negotiates_what_each_mode_answers_and_gets_events(
     assert got == sent
     assert blocked == []
     await page.context.close()
+
+
+@pytest.mark.parametrize("earlier", [True, False], ids=["an-event-before", "nothing-before"])
+async def test_the_demo_page_keeps_its_note_and_misses_nothing_across_a_restart(
+    browser: Browser,
+    redis_url: str,
+    prefix: str,
+    publishing: Callable[[str, str], None],
+    earlier: bool,
+) -> None:
+    """The shipped page as a user runs it: open a note, the server restarts while events are
+    published to it; the page shows every event once, in order, and is in the note again."""
+    own = ServerProcess({"REDIS_URL": redis_url, "SWITCHBOARD_PREFIX": prefix}).start()
+    user, note = unique("u"), unique()
+    group = f"note_{note}"
+    try:
+        page, blocked = await offline_page(browser, own)
+        await page.goto(f"{own.base_url}/demo?token={token(user)}")
+        await page.wait_for_function(
+            "document.getElementById('status').innerText === 'connected'", timeout=15000
+        )
+        await page.fill("#note-id", note)
+        await page.click("#open-note")
+        await page.wait_for_function(
+            f"document.getElementById('groups').innerText.includes('{group}')", timeout=5000
+        )
+        before = ["before-1"] if earlier else []
+        for message in before:
+            await asyncio.to_thread(publishing, group, message)
+        shown = "([text]) => document.getElementById('events').innerText.includes(text)"
+        if before:
+            await page.wait_for_function(shown, arg=[f"[{group}] before-1"], timeout=5000)
+        await asyncio.sleep(0.5)  # the page has seen the note's position
+
+        assert own.stop() == 0
+        for message in ("during-1", "during-2"):
+            await asyncio.to_thread(publishing, group, message)
+        own = own.on_same_port().start()
+        await page.wait_for_function(shown, arg=[f"[{group}] during-2"], timeout=15000)
+        await page.wait_for_function(
+            f"document.getElementById('groups').innerText.includes('{group}')", timeout=5000
+        )
+        await asyncio.to_thread(publishing, group, "after-1")
+        await page.wait_for_function(shown, arg=[f"[{group}] after-1"], timeout=5000)
+        lines = (await page.locator("#events").inner_text()).splitlines()
+        assert blocked == []
+    finally:
+        own.stop()
+    mine = [line.removeprefix(f"[{group}] ") for line in reversed(lines) if line.startswith(f"[{group}]")]
+    assert mine == [*before, "during-1", "during-2", "after-1"]
