@@ -35,6 +35,13 @@ from switchboard.sessions.session import Session
 
 log = logging.getLogger(__name__)
 
+REFRESH_LEAD = 1.0
+"""Seconds before the credentials expire at most that the app is asked again (a quarter of their
+lifetime if that is shorter): its answer is in before they expire, so a logout takes effect within
+the lifetime the app gave (SWITCHBOARD["EXPIRES_IN"]), not past it."""
+
+MIN_REFRESH_INTERVAL = 0.25
+
 RESUME_WINDOW = 10.0
 """Seconds after the session opens in which new subscriptions resume from the cursors the client
 gave on connecting: a client re-subscribing after a reconnect does so at once; later is new."""
@@ -44,6 +51,7 @@ class Peer:
     """The transport-neutral side of one connection or stream."""
 
     __slots__ = (
+        "_expiry",
         "_refresh",
         "address",
         "context",
@@ -78,6 +86,7 @@ class Peer:
         self.resume: dict[str, str] | None = None  # group -> cursor the client gave on connecting
         self.resume_until = 0.0
         self._refresh: asyncio.Task[None] | None = None
+        self._expiry: asyncio.TimerHandle | None = None  # when to ask about the credentials again
 
     # -- what a subscription reads (engine.subscription.Carrier) ------------------------------
 
@@ -107,6 +116,7 @@ class Peer:
         self.context.user = user
         self.context.session = session
         self.context.bucket, self.operations = self.services.buckets_of(user, self.address)
+        self._schedule_expiry()
         if resume is not None:  # even empty: the client keeps cursors, it gets every position
             self.resume = resume
             self.resume_until = time.monotonic() + RESUME_WINDOW
@@ -118,6 +128,9 @@ class Peer:
     async def shutdown(self) -> None:
         """Stop every operation, leave every group, drop what is queued."""
         tasks: list[asyncio.Task[None]] = []
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
         if self._refresh is not None:
             self._refresh.cancel()
             tasks.append(self._refresh)
@@ -145,14 +158,41 @@ class Peer:
     def check_credentials(self) -> None:
         """Once the credentials expire, ask the app again (its hook or connect endpoint, with the
         handshake the client made); for a token of ours, or a refusal, the transport ends with
-        4403 (WebSocket clients reconnect with a fresh token), 1013 if the app cannot answer."""
+        4403 (WebSocket clients reconnect with a fresh token), 1013 if the app cannot answer.
+
+        A timer does it on time (shortly before expiry when the app is asked); the transports'
+        once-a-second sweep calls this as well, as a backstop."""
         user = self.context.user
         if user is None or user.expires_at is None or self._refresh is not None:
             return
         if time.time() >= user.expires_at:
-            self._refresh = asyncio.get_running_loop().create_task(
-                self._refresh_credentials(user.id), name="switchboard-refresh"
-            )
+            self._start_refresh(user.id)
+
+    def _schedule_expiry(self) -> None:
+        """Set the timer that asks about the credentials again: at their expiry for a token of
+        ours; REFRESH_LEAD (at most a quarter of their lifetime) before it when the app decides."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        user = self.context.user
+        if user is None or user.expires_at is None:
+            return
+        lifetime = max(0.0, user.expires_at - time.time())
+        asks_app = self.services.authenticator.delegates and self.handshake is not None
+        delay = lifetime
+        if asks_app:  # never a hot loop, whatever lifetime the app answers with
+            delay = max(lifetime - min(REFRESH_LEAD, lifetime / 4), MIN_REFRESH_INTERVAL)
+        self._expiry = asyncio.get_running_loop().call_later(delay, self._expired, user.id)
+
+    def _expired(self, user_id: str) -> None:
+        self._expiry = None
+        if self._refresh is None:
+            self._start_refresh(user_id)
+
+    def _start_refresh(self, user_id: str) -> None:
+        self._refresh = asyncio.get_running_loop().create_task(
+            self._refresh_credentials(user_id), name="switchboard-refresh"
+        )
 
     async def _refresh_credentials(self, user_id: str) -> None:
         authenticator = self.services.authenticator
@@ -172,6 +212,8 @@ class Peer:
             self.context.user = user
             if self.session is not None:
                 self.session.user = user
+            self._refresh = None
+            self._schedule_expiry()
         finally:
             self._refresh = None
 
