@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -221,13 +222,18 @@ async def test_chromium_negotiates_what_each_mode_answers_and_gets_events(
     await page.context.close()
 
 
-@pytest.mark.parametrize("earlier", [True, False], ids=["an-event-before", "nothing-before"])
+@pytest.mark.parametrize(
+    ("earlier", "stop"),
+    [(True, "sigterm"), (False, "sigterm"), (False, "kill")],
+    ids=["an-event-before", "nothing-before", "killed-nothing-before"],
+)
 async def test_the_demo_page_keeps_its_note_and_misses_nothing_across_a_restart(
     browser: Browser,
     redis_url: str,
     prefix: str,
     publishing: Callable[[str, str], None],
     earlier: bool,
+    stop: str,
 ) -> None:
     """The shipped page as a user runs it: open a note, the server restarts while events are
     published to it; the page shows every event once, in order, and is in the note again."""
@@ -253,7 +259,10 @@ async def test_the_demo_page_keeps_its_note_and_misses_nothing_across_a_restart(
             await page.wait_for_function(shown, arg=[f"[{group}] before-1"], timeout=5000)
         await asyncio.sleep(0.5)  # the page has seen the note's position
 
-        assert own.stop() == 0
+        if stop == "kill":
+            own.stop(signal.SIGKILL)
+        else:
+            assert own.stop() == 0
         for message in ("during-1", "during-2"):
             await asyncio.to_thread(publishing, group, message)
         own = own.on_same_port().start()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -487,18 +488,24 @@ def redis_env(redis_url: str, prefix: str) -> dict[str, str]:
     return {"REDIS_URL": redis_url, "SWITCHBOARD_PREFIX": prefix}
 
 
-@pytest.mark.parametrize("earlier", [True, False], ids=["an-event-before", "nothing-before"])
+@pytest.mark.parametrize(
+    ("earlier", "stop"),
+    [(True, "sigterm"), (False, "sigterm"), (False, "kill")],
+    ids=["an-event-before", "nothing-before", "killed-nothing-before"],
+)
 @pytest.mark.parametrize("kind", ["sse", "apollo", "urql-sse"])
 async def test_a_stock_http_client_misses_nothing_across_a_restart(
     kind: str,
     earlier: bool,
+    stop: str,
     start_client: Callable[..., Any],
     publishing: Callable[[str, str], None],
     redis_env: dict[str, str],
 ) -> None:
     """Configured as the README says (cursors kept, sent back as Last-Event-ID on every attempt):
-    the stream breaks with the server, the client retries until it is back, and every event of
-    the note arrives once, in order, whether or not one had reached it before the cut."""
+    the stream ends with the server (SIGTERM) or breaks (SIGKILL), the client retries until it is
+    back, and every event of the note arrives once, in order, whether or not one had reached it
+    before the cut."""
     server = ServerProcess(redis_env).start()
     user, note = unique("u"), unique("n")
     group = f"note_{note}"
@@ -514,7 +521,10 @@ async def test_a_stock_http_client_misses_nothing_across_a_restart(
         if before:
             await client.until(notify_in(group, before[-1]), WAIT)
 
-        assert server.stop() == 0
+        if stop == "kill":  # no closing frame, no clean-up: the stream just breaks
+            server.stop(signal.SIGKILL)
+        else:
+            assert server.stop() == 0
         for message in ("during-1", "during-2", "during-3"):
             await asyncio.to_thread(publishing, group, message)
         server = server.on_same_port().start()
