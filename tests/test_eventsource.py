@@ -47,11 +47,15 @@ def has(message: str) -> Callable[[list[dict[str, Any]]], bool]:
     return lambda events: any(e.get("message") == message for e in events)
 
 
+@pytest.mark.parametrize("earlier", [True, False], ids=["events-before", "quiet-before"])
 async def test_an_eventsource_page_gets_every_event_once_across_a_server_restart(
     browser: Browser,  # noqa: F811
     redis_url: str,
     monkeypatch: pytest.MonkeyPatch,
+    earlier: bool,
 ) -> None:
+    """With events before the cut, or none at all (the stream's first, data-less id gave
+    EventSource its positions to send back)."""
     prefix = unique("es")  # its own `all`: no other test's broadcasts
     env = {"REDIS_URL": redis_url, "SWITCHBOARD_PREFIX": prefix}
     for name, value in env.items():
@@ -68,13 +72,21 @@ async def test_an_eventsource_page_gets_every_event_once_across_a_server_restart
         page = await context.new_page()
         await page.goto(f"{server.base_url}/healthz")  # the server's origin: no CORS involved
         await page.evaluate(SUBSCRIBE)
-        for attempt in range(50):  # until the stream is open and in `all`
-            await publish(f"probe-{attempt}")
-            await asyncio.sleep(0.1)
-            if await seen(page):
-                break
-        await publish("before-1", "before-2")
-        await until(page, has("before-2"), "before-2")
+        before = ["before-1", "before-2"] if earlier else []
+        if earlier:
+            for attempt in range(50):  # until the stream is open and in `all`
+                await publish(f"probe-{attempt}")
+                await asyncio.sleep(0.1)
+                if await seen(page):
+                    break
+            await publish(*before)
+            await until(page, has("before-2"), "before-2")
+        else:
+            for _ in range(50):
+                if await page.evaluate("window.opens"):
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)  # its positions taken and sent
 
         assert server.stop() == 0  # SIGTERM: every stream ended; the page retries every second
         await publish("during-1", "during-2", "during-3")
@@ -94,8 +106,7 @@ async def test_an_eventsource_page_gets_every_event_once_across_a_server_restart
     assert resumes and all(e["recovered"] for e in resumes), resumes
     notified = [e["message"] for e in events if e["__typename"] == "NotifyEvent"]
     assert [m for m in notified if not m.startswith("probe-")] == [
-        "before-1",
-        "before-2",
+        *before,
         "during-1",
         "during-2",
         "during-3",

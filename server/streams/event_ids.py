@@ -51,6 +51,13 @@ class EventIds:
             rest = self._rest[group] = "".join(f" {g}={_text(p)}" for g, p in positions.items() if g != group)
         return f"{group}={_text(positions[group])}{rest}"
 
+    def current(self) -> str | None:
+        """Every position as one id (None if there is none): sent alone when the stream starts,
+        so that a client sees its positions before any event (a quiet group included)."""
+        if not self._positions:
+            return None
+        return " ".join(f"{g}={_text(p)}" for g, p in self._positions.items())
+
 
 def _split(cursor: str) -> tuple[str, int] | None:
     if cursor == NO_HISTORY:

@@ -196,7 +196,13 @@ class HttpStream:
                     positions[group] = cursor
                     if self.last_event_id is not None:
                         starts.append((group, start_position(cursor, group, subscription.held or ())))
-        subscription.event_ids = EventIds(positions)
+        subscription.event_ids = ids = EventIds(positions)
+        start = ids.current()
+        if start is not None:
+            # An id with no data: EventSource keeps it as its Last-Event-ID without firing any
+            # listener (the spec sets it before it drops an event without data; graphql-sse's
+            # parser skips it), so a reconnect before any event still resumes every group.
+            self.writer.offer(f"id: {start}\n\n")
         return since, starts
 
     def send_result(self, op_id: str, payload: dict[str, Any]) -> None:
