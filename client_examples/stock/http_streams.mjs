@@ -56,6 +56,20 @@ function print(result) {
 }
 const failed = (error) => console.log(JSON.stringify({ error: String(error) }));
 
+function followUrql(client) {
+  pipe(
+    client.subscription(EVENTS, { notes }),
+    subscribe((result) => {
+      if (result.error) {
+        const found = (result.error.graphQLErrors || [])[0];
+        console.log(JSON.stringify({ error: String(result.error), code: found && found.extensions && found.extensions.code }));
+        return;
+      }
+      print(result);
+    }),
+  );
+}
+
 if (kind === "sse" || kind === "sse-single") {
   const client = createClient({
     url,
@@ -109,30 +123,10 @@ if (kind === "sse" || kind === "sse-single") {
       }),
     ],
   });
-  pipe(
-    client.subscription(EVENTS, { notes }),
-    subscribe((result) => {
-      if (result.error) {
-        const found = (result.error.graphQLErrors || [])[0];
-        console.log(JSON.stringify({ error: String(result.error), code: found && found.extensions && found.extensions.code }));
-        return;
-      }
-      print(result);
-    }),
-  );
+  followUrql(client);
 } else if (kind === "urql") {
   const client = new Client({ url, exchanges: [fetchExchange], fetchSubscriptions: true, fetchOptions: { headers } });
-  pipe(
-    client.subscription(EVENTS, { notes }),
-    subscribe((result) => {
-      if (result.error) {
-        const found = (result.error.graphQLErrors || [])[0];
-        console.log(JSON.stringify({ error: String(result.error), code: found && found.extensions && found.extensions.code }));
-        return;
-      }
-      print(result);
-    }),
-  );
+  followUrql(client);
 } else {
   throw new Error(`unknown KIND ${kind}`);
 }
