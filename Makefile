@@ -89,9 +89,14 @@ bench/loadgen/node_modules/.package-lock.json: bench/loadgen/package.json bench/
 client_examples/stock/node_modules/.package-lock.json: client_examples/stock/package.json client_examples/stock/package-lock.json
 	@npm ci --prefix client_examples/stock --no-audit --no-fund --loglevel=error >/dev/null 2>&1
 
-bench-venv: bench/.venv-ref/.installed bench/loadgen/node_modules/.package-lock.json
+bench-venv: bench/.venv-ref/.installed bench/loadgen/node_modules/.package-lock.json bench/peers/node/node_modules/.package-lock.json
 
-# Switchboard against Django Channels (both layers) and a websockets floor: bench/results/latest.*
+# Socket.IO and graphql-ws servers, pinned: the peers a JS team would pick.
+bench/peers/node/node_modules/.package-lock.json: bench/peers/node/package.json bench/peers/node/package-lock.json
+	@npm ci --prefix bench/peers/node --no-audit --no-fund --loglevel=error >/dev/null 2>&1
+
+# Switchboard against Django Channels (both layers), Socket.IO, Node graphql-ws and a websockets
+# floor: bench/results/latest.*
 bench: install redis-server bench-venv
 	$(BIN)/python bench/run.py
 

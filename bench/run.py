@@ -53,11 +53,12 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
 
     def url(self) -> str:
-        path = (
-            "/ws/notify/"
-            if self.mode == "channels"
-            else ("/graphql" if self.mode in ("graphql", "sse") else "/")
-        )
+        path = {
+            "channels": "/ws/notify/",
+            "graphql": "/graphql",
+            "sse": "/graphql",
+            "socketio": "/socket.io/?EIO=4&transport=websocket",
+        }.get(self.mode, "/")
         return f"ws://127.0.0.1:{self.port}{path}"
 
     def command(self) -> list[str]:
@@ -84,6 +85,9 @@ class Server:
                 "--ws",
                 "websockets",
             ]
+        if self.name in NODE_PEERS:
+            script = BENCH / "peers" / "node" / NODE_PEERS[self.name]
+            return [NODE, str(script), "--port", str(self.port), "--redis", self.env["REDIS_URL"]]
         return [
             MAIN_PY,
             str(BENCH / "peers" / "floor.py"),
@@ -178,8 +182,15 @@ class Server:
             self.proc = None
 
 
+# What a JS team picks, in bench/peers/node (its own lock file): published to with a plain Redis
+# PUBLISH on the channel each listens to (PEER_CHANNELS), as the floor is.
+NODE_PEERS = {"socketio": "socketio.mjs", "node-graphql-ws": "graphql_ws.mjs"}
+PEER_CHANNELS = {"floor": "floor:all", "socketio": "socketio:all", "node-graphql-ws": "graphqlws:all"}
+
 SERVERS = {
     "floor": lambda: Server("floor", "floor", "floor", MAIN_PY),
+    "socketio": lambda: Server("socketio", "socketio", "floor", MAIN_PY),
+    "node-graphql-ws": lambda: Server("node-graphql-ws", "graphql", "floor", MAIN_PY),
     "switchboard": lambda: Server("switchboard", "graphql", "switchboard", MAIN_PY),
     "switchboard-base": lambda: Server("switchboard-base", "graphql", "switchboard", MAIN_PY),
     "switchboard-deflate": lambda: Server("switchboard-deflate", "graphql", "switchboard", MAIN_PY),
@@ -192,7 +203,7 @@ SERVERS = {
 
 
 def publisher(server: Server, *args: str) -> list[str]:
-    group = "floor:all" if server.name == "floor" else "all"
+    group = PEER_CHANNELS.get(server.name, "all")
     return [server.python, str(BENCH / "publisher.py"), "--kind", server.publisher, "--group", group, *args]
 
 
@@ -336,6 +347,8 @@ def plan(smoke: bool, sizes: list[int], workloads: set[str]) -> list[Run]:
         return [("smoke", s, 20, 50, 30) for s in ("switchboard", "switchboard-window", "floor")]
     servers = [
         "floor",
+        "socketio",
+        "node-graphql-ws",
         "switchboard",
         "switchboard-deflate",
         "switchboard-window",

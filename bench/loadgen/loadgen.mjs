@@ -1,7 +1,7 @@
 // Load generator: N WebSocket sessions against one server, speaking its protocol, measuring for
 // every delivered event the time from publish (the "t" the publisher put in it) to receipt.
 //
-// node loadgen.mjs --url ws://127.0.0.1:8000/graphql --mode graphql|channels|floor|sse --n 1000
+// node loadgen.mjs --url ws://127.0.0.1:8000/graphql --mode graphql|channels|floor|sse|socketio --n 1000
 //   --events M [--token-prefix ...] [--idle 10] [--deflate on|off] [--client browser|ws]
 // Every socket offers permessage-deflate exactly as Chromium does ("permessage-deflate;
 // client_max_window_bits"), unless --deflate off. The sockets are BrowserSocket's
@@ -156,6 +156,7 @@ function open(i) {
     let ready = false;
     const done = () => { if (!ready) { ready = true; connected += 1; resolve(); } };
     ws.on("open", () => {
+      if (a.mode === "socketio") return; // the server speaks first (engine.io's open packet)
       if (a.mode === "graphql") {
         ws.send(JSON.stringify({ type: "connection_init", payload: token ? { authorization: `Bearer ${token}` } : {} }));
       } else {
@@ -164,6 +165,13 @@ function open(i) {
     });
     ws.on("message", (data) => {
       const text = data.toString();
+      if (a.mode === "socketio") {
+        // engine.io v4 over a WebSocket: "0{...}" open, "40" connect to "/", "2"/"3" ping/pong,
+        // '42["data",{...}]' an event; what socket.io-client does, without its objects.
+        if (text === "2") { ws.send("3"); return; }
+        if (text.startsWith("0{")) { ws.send("40"); return; }
+        if (text.startsWith("40")) { done(); return; }
+      }
       if (a.mode === "graphql") {
         if (text.startsWith('{"type":"connection_ack"')) {
           // A UUID, as graphql-ws (and so Apollo Client and urql) names every operation: each
