@@ -70,6 +70,8 @@ class Server:
             "switchboard-sse",
         ):
             return [MAIN_PY, "-m", "switchboard", "serve", "--port", str(self.port)]
+        if self.name == "switchboard-2w":  # two workers, no Redis: the local hub between them
+            return [MAIN_PY, "-m", "switchboard", "serve", "--port", str(self.port), "--workers", "2"]
         if self.name == "switchboard-uvicorn":
             return [MAIN_PY, "-m", "switchboard", "serve", "--port", str(self.port), "--server", "uvicorn"]
         if self.name.startswith("channels"):
@@ -119,8 +121,15 @@ class Server:
                 self.name, "0"
             ),
         }
+        server_env = self.env
+        if self.name == "switchboard-2w":
+            # No Redis for the server; the publisher reaches its local hub instead.
+            hub_port = free_port()
+            server_env = {k: v for k, v in self.env.items() if k != "REDIS_URL"}
+            server_env["SWITCHBOARD_HUB_PORT"] = str(hub_port)
+            self.env["REDIS_URL"] = f"redis://127.0.0.1:{hub_port}/0?protocol=2"
         self.proc = subprocess.Popen(
-            self.command(), cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            self.command(), cwd=ROOT, env=server_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         import socket
 
@@ -133,11 +142,30 @@ class Server:
             time.sleep(0.1)
         raise RuntimeError(f"{self.name} did not start")
 
-    def cpu_seconds(self) -> float:
-        """User and system CPU time the server process has used."""
+    def pids(self) -> list[int]:
+        """The server process and its children (the workers of `--workers N`)."""
         assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        found = [self.proc.pid]
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) == self.proc.pid:
+                    found.append(int(entry.name))
+        return found
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU time the server's processes have used."""
+        total = 0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def wait_quiet(self, busy: float = 0.15, within: float = 60.0) -> None:
         """Until the server uses less than `busy` of a core over half a second (keepalives and
@@ -151,9 +179,14 @@ class Server:
         say(f"  {self.name} still busy {within:g} s after the probes: measuring anyway")
 
     def rss_kb(self) -> int:
-        assert self.proc is not None
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        return int(status.split("VmRSS:")[1].split()[0])
+        total = 0
+        for pid in self.pids():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            total += int(status.split("VmRSS:")[1].split()[0])
+        return total
 
     def counters(self) -> dict[str, float]:
         """Switchboard's compression counters and garbage-collector pauses (seconds, by
@@ -197,6 +230,7 @@ SERVERS = {
     "switchboard-window": lambda: Server("switchboard-window", "graphql", "switchboard", MAIN_PY),
     "switchboard-sse": lambda: Server("switchboard-sse", "sse", "switchboard", MAIN_PY),
     "switchboard-uvicorn": lambda: Server("switchboard-uvicorn", "graphql", "switchboard", MAIN_PY),
+    "switchboard-2w": lambda: Server("switchboard-2w", "graphql", "switchboard", MAIN_PY),
     "channels-pubsub": lambda: Server("channels-pubsub", "channels", "channels", REF_PY),
     "channels-redis": lambda: Server("channels-redis", "channels", "channels", REF_PY),
 }

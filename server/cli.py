@@ -21,11 +21,17 @@ def _serve(args: argparse.Namespace) -> int:
         # The setting of the app this command serves, for its workers too (they inherit it).
         os.environ["SWITCHBOARD_TRUSTED_PROXIES"] = args.forwarded_allow_ips
     settings = Settings.from_env()
-    if args.workers > 1 and not settings.redis_url:
-        print("--workers > 1 needs REDIS_URL: the in-memory layer cannot span processes", file=sys.stderr)
-        return 2
+    hub = None
+    if args.workers > 1 and not settings.redis_url and args.server != "uvicorn":
+        # N workers and no Redis: the local hub, in this process, carries the groups between them.
+        from switchboard.layers.local_hub import LocalHub
+
+        hub = LocalHub(args.hub_port).start()
+        os.environ["REDIS_URL"] = hub.url  # the workers' (spawned: they inherit it)
+        layer = f"local hub on 127.0.0.1:{hub.port}; publish from other processes with REDIS_URL={hub.url}"
+    else:
+        layer = "redis" if settings.redis_url else "in-memory"
     url = f"http://{args.host}:{args.port}/graphql"
-    layer = "redis" if settings.redis_url else "in-memory"
     print(f"Switchboard on {url} ({settings.mode} mode, {layer} layer, {args.workers} worker(s))")
     if settings.dev and not settings.secret_is_default:
         print("Mint a token: switchboard token --user <id>  (none printed: the secret is a real one)")
@@ -42,7 +48,11 @@ def _serve(args: argparse.Namespace) -> int:
             print("--server uvicorn runs one process; run several behind a balancer", file=sys.stderr)
             return 2
         return serve_uvicorn(args.app, args.host, args.port, settings)
-    return serve(make_config(args.host, args.port, args.app, settings), args.workers)
+    try:
+        return serve(make_config(args.host, args.port, args.app, settings), args.workers)
+    finally:
+        if hub is not None:
+            hub.stop()
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -96,7 +106,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the server under hypercorn")
     serve.add_argument("--host", default=os.environ.get("SWITCHBOARD_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("SWITCHBOARD_PORT", "8000")))
-    serve.add_argument("--workers", type=int, default=1, help="server processes (needs REDIS_URL above 1)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes; without REDIS_URL a local hub in this process carries groups between them",
+    )
+    serve.add_argument(
+        "--hub-port",
+        type=int,
+        default=int(os.environ.get("SWITCHBOARD_HUB_PORT", "0")),
+        help="with --workers N and no REDIS_URL: the local hub's port on 127.0.0.1, for publishers "
+        "in other processes (SWITCHBOARD_HUB_PORT; default any free port, printed)",
+    )
     serve.add_argument(
         "--server",
         choices=["hypercorn", "uvicorn"],
