@@ -395,6 +395,9 @@ def plan(smoke: bool, sizes: list[int], workloads: set[str]) -> list[Run]:
         servers.insert(servers.index("switchboard") + 1, "switchboard-base")
     if "W1" in workloads:
         runs += [("W1 saturation", s, n, 200, 1000) for s in servers for n in sizes]
+        # --workers 2 on the embedded default (the local hub) beside one worker: on two cores the
+        # load generator shares them, so this says what a second worker costs and gives here.
+        runs += [("W1 saturation", "switchboard-2w", n, 200, 1000) for n in sizes]
     if "W2" in workloads:
         # 150 events, so that one slow event (1000 deliveries) is under 1% of the samples of p99.
         runs += [("W2 moderate", s, 1000, 5, 150) for s in servers]
