@@ -127,7 +127,8 @@ class Server:
             hub_port = free_port()
             server_env = {k: v for k, v in self.env.items() if k != "REDIS_URL"}
             server_env["SWITCHBOARD_HUB_PORT"] = str(hub_port)
-            self.env["REDIS_URL"] = f"redis://127.0.0.1:{hub_port}/0?protocol=2"
+            server_env["SWITCHBOARD_HUB_PASSWORD"] = "bench"
+            self.env["REDIS_URL"] = f"redis://:bench@127.0.0.1:{hub_port}/0?protocol=2"
         self.proc = subprocess.Popen(
             self.command(), cwd=ROOT, env=server_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )

@@ -26,7 +26,7 @@ def _serve(args: argparse.Namespace) -> int:
         # N workers and no Redis: the local hub, in this process, carries the groups between them.
         from switchboard.layers.local_hub import LocalHub
 
-        hub = LocalHub(args.hub_port).start()
+        hub = LocalHub(args.hub_port, os.environ.get("SWITCHBOARD_HUB_PASSWORD")).start()
         os.environ["REDIS_URL"] = hub.url  # the workers' (spawned: they inherit it)
         layer = f"local hub on 127.0.0.1:{hub.port}; publish from other processes with REDIS_URL={hub.url}"
     else:

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import AuthenticationError
+
 from switchboard.layers import RedisLayer
 from switchboard.layers.local_hub import LocalHub
 from switchboard.messages.envelope import Envelope
@@ -86,4 +90,23 @@ async def test_the_redis_layer_runs_unchanged_on_the_hub() -> None:
     finally:
         await first.close()
         await second.close()
+        hub.stop()
+
+
+async def test_the_hub_answers_only_with_its_password() -> None:
+    hub = LocalHub(password="s3cret").start()
+    try:
+        stranger = aioredis.Redis.from_url(f"redis://127.0.0.1:{hub.port}/0?protocol=2")
+        with pytest.raises(AuthenticationError):  # redis-py's name for NOAUTH
+            await stranger.publish("switchboard:group:all", b"x")
+        await stranger.aclose()
+        wrong = aioredis.Redis.from_url(f"redis://:nope@127.0.0.1:{hub.port}/0?protocol=2")
+        with pytest.raises(AuthenticationError):  # WRONGPASS
+            await wrong.ping()
+        await wrong.aclose()
+        assert "s3cret" in hub.url
+        right = aioredis.Redis.from_url(hub.url)
+        assert await right.ping() is True
+        await right.aclose()
+    finally:
         hub.stop()

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import logging
+import secrets
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from switchboard.layers.redis import APPEND_AND_PUBLISH
 
@@ -367,9 +370,11 @@ class LocalHub:
     """The hub served on 127.0.0.1 from a thread of its own (the serving parent's main thread
     only waits for its workers)."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, password: str | None = None) -> None:
         self.hub = Hub()
         self.port = port  # 0: any free port
+        # Loopback only, and a password all the same: other users of the host get nothing.
+        self.password = password or secrets.token_urlsafe(24)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -379,7 +384,7 @@ class LocalHub:
     def url(self) -> str:
         # RESP2, said up front: redis-py would otherwise ask for RESP3 (HELLO 3) and warn on
         # every connection when told no.
-        return f"redis://127.0.0.1:{self.port}/0?protocol=2"
+        return f"redis://:{quote(self.password, safe='')}@127.0.0.1:{self.port}/0?protocol=2"
 
     def start(self) -> LocalHub:
         self._thread = threading.Thread(target=self._run, name="switchboard-local-hub", daemon=True)
@@ -430,13 +435,20 @@ class LocalHub:
 
         subscriber = Subscriber(push)
         queued: list[list[bytes]] | None = None  # MULTI .. EXEC
+        authenticated = False
+        password = self.password.encode()
         try:
             while (args := await read_command(reader)) is not None:
                 if not args:
                     continue
                 name = args[0].upper()
                 reply: Reply
-                if name == b"MULTI":
+                if name == b"AUTH":
+                    authenticated = hmac.compare_digest(args[-1], password)
+                    reply = "OK" if authenticated else ValueError("WRONGPASS invalid password")
+                elif not authenticated:
+                    reply = ValueError("NOAUTH Authentication required.")
+                elif name == b"MULTI":
                     queued, reply = [], "OK"
                 elif name == b"EXEC":
                     reply = [hub.run(command) for command in (queued or [])]
