@@ -29,7 +29,7 @@ def _serve(args: argparse.Namespace) -> int:
         hub = LocalHub(args.hub_port, os.environ.get("SWITCHBOARD_HUB_PASSWORD")).start()
         os.environ["REDIS_URL"] = hub.url  # the workers' (spawned: they inherit it)
         # The password goes to the log only in development mode (a credential in a log otherwise).
-        shown = hub.url if settings.dev else hub.url.replace(hub.password, "<SWITCHBOARD_HUB_PASSWORD>")
+        shown = hub.url if settings.dev else hub.url_with("<SWITCHBOARD_HUB_PASSWORD>")
         layer = f"local hub on 127.0.0.1:{hub.port}; publish from other processes with REDIS_URL={shown}"
     else:
         layer = "redis" if settings.redis_url else "in-memory"

@@ -382,9 +382,13 @@ class LocalHub:
 
     @property
     def url(self) -> str:
-        # RESP2, said up front: redis-py would otherwise ask for RESP3 (HELLO 3) and warn on
-        # every connection when told no.
-        return f"redis://:{quote(self.password, safe='')}@127.0.0.1:{self.port}/0?protocol=2"
+        return self.url_with(self.password)
+
+    def url_with(self, password: str) -> str:
+        """The hub's URL with `password` in it (the real one, or a placeholder to print). RESP2,
+        said up front: redis-py would otherwise ask for RESP3 (HELLO 3) and warn on every
+        connection when told no."""
+        return f"redis://:{quote(password, safe='<>')}@127.0.0.1:{self.port}/0?protocol=2"
 
     def start(self) -> LocalHub:
         self._thread = threading.Thread(target=self._run, name="switchboard-local-hub", daemon=True)
