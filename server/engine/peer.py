@@ -212,7 +212,6 @@ class Peer:
             self.context.user = user
             if self.session is not None:
                 self.session.user = user
-            self._refresh = None
             self._schedule_expiry()
         finally:
             self._refresh = None
