@@ -256,12 +256,16 @@ class Session:
         await self.discard_group(group)
 
     async def _leave(self, group: str) -> None:
-        self._groups.pop(group, None)
-        if self._note_holders is not None:
-            self._note_holders.pop(group, None)
+        self._forget(group)
         await self._layer.group_discard(group, self.dispatch)
         if self._observer is not None:
             await self._observer.left(self, group)
+
+    def _forget(self, group: str) -> None:
+        """No longer in `group`, whoever held it (the layer is told by the caller)."""
+        self._groups.pop(group, None)
+        if self._note_holders is not None:
+            self._note_holders.pop(group, None)
 
     # -- dispatch ----------------------------------------------------------------------------
 
@@ -326,9 +330,7 @@ class Session:
                 type=REVOKED, group=group, fields={"reason": reason if isinstance(reason, str) else None}
             )
         )
-        self._groups.pop(group, None)  # before anything else of the group can be delivered
-        if self._note_holders is not None:
-            self._note_holders.pop(group, None)
+        self._forget(group)  # before anything else of the group can be delivered
         if self._departures is None:
             self._departures = set()
         task = asyncio.get_running_loop().create_task(
