@@ -190,14 +190,20 @@ def _pexpire(hub: Hub, args: list[bytes]) -> Reply:
     return hub.keys.expire(args[0], int(args[1]) / 1000)
 
 
-def _hash(hub: Hub, key: bytes, create: bool = False) -> dict[bytes, bytes] | None:
+def _container(hub: Hub, key: bytes, kind: type[dict[bytes, bytes]] | type[set[bytes]], create: bool) -> Any:
+    """The hash or set at `key` (made empty if `create` and missing); TypeError for another kind."""
     value = hub.keys.get(key)
     if value is None and create:
-        value = {}
+        value = kind()
         hub.keys.values[key] = value
-    if value is not None and not isinstance(value, dict):
-        raise TypeError("not a hash")
+    if value is not None and not isinstance(value, kind):
+        raise TypeError(f"not a {'hash' if kind is dict else 'set'}")
     return value
+
+
+def _hash(hub: Hub, key: bytes, create: bool = False) -> dict[bytes, bytes] | None:
+    found: dict[bytes, bytes] | None = _container(hub, key, dict, create)
+    return found
 
 
 def _hset(hub: Hub, args: list[bytes]) -> Reply:
@@ -229,13 +235,8 @@ def _hdel(hub: Hub, args: list[bytes]) -> Reply:
 
 
 def _members(hub: Hub, key: bytes, create: bool = False) -> set[bytes] | None:
-    value = hub.keys.get(key)
-    if value is None and create:
-        value = set()
-        hub.keys.values[key] = value
-    if value is not None and not isinstance(value, set):
-        raise TypeError("not a set")
-    return value
+    found: set[bytes] | None = _container(hub, key, set, create)
+    return found
 
 
 def _sadd(hub: Hub, args: list[bytes]) -> Reply:
