@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.support.processes import _wait_for_port, free_port
+from tests.support.processes import GraphQLOnLoopback, _wait_for_port, free_port
 
 CONFIG = """
 {user}
@@ -50,7 +50,7 @@ def nginx_binary() -> str | None:
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.path.exists(p)), None)
 
 
-class Nginx:
+class Nginx(GraphQLOnLoopback):
     def __init__(self, upstream_ports: list[int]) -> None:
         self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="sb-nginx-"))
@@ -60,14 +60,6 @@ class Nginx:
             CONFIG.format(user=user, root=self.root, upstreams=upstreams, port=self.port)
         )
         self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/graphql"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/graphql"
 
     def start(self) -> Nginx:
         binary = nginx_binary()

@@ -194,7 +194,25 @@ class RedisClusterNodes:
             node.stop()
 
 
-class ServerProcess:
+class GraphQLOnLoopback:
+    """Something serving /graphql on 127.0.0.1:`port` (a server, or a proxy in front of some)."""
+
+    port: int
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/graphql"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/graphql"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class ServerProcess(GraphQLOnLoopback):
     """`python -m switchboard serve` on a free port, with its log kept for failure messages."""
 
     def __init__(
@@ -216,18 +234,6 @@ class ServerProcess:
         }
         self.log_path = Path(tempfile.mkstemp(prefix="switchboard-server-", suffix=".log")[1])
         self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/graphql"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/graphql"
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20) -> ServerProcess:
         log = self.log_path.open("wb")
