@@ -1,7 +1,9 @@
-"""Running the app under hypercorn: one process, or N worker processes sharing the listening socket.
+"""Running the app: one process, or N worker processes sharing the listening socket.
 
-Our own worker loop (rather than hypercorn.run) so that SIGTERM first closes every WebSocket
-with 1001 (going away), leaves all groups and unsubscribes from Redis, then lets hypercorn stop.
+Each worker accepts on the edge (switchboard.edge): WebSocket upgrades on Switchboard's own
+protocol, every other connection served by hypercorn. SIGTERM first stops accepting, closes every
+WebSocket with 1001 (going away), leaves all groups and unsubscribes from Redis, then lets the
+HTTP connections end within the grace.
 """
 
 from __future__ import annotations
@@ -20,12 +22,12 @@ from multiprocessing import get_context
 from multiprocessing.synchronize import Event as ProcessEvent
 from typing import Any
 
-from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config, Sockets
-from hypercorn.utils import wrap_app
 
 from switchboard.compat.ws_extensions import use_extension
 from switchboard.compat.ws_frame_limit import limit_messages
+from switchboard.edge.lifespan import Lifespan
+from switchboard.edge.listener import Edge
 from switchboard.observability import worker_metrics
 from switchboard.observability.gc_pauses import GC_PAUSES, freeze_start_up_objects
 from switchboard.observability.logs import configure_logging
@@ -131,25 +133,29 @@ def _run_worker(
 
 async def _worker(config: Config, sockets: Sockets | None, stop: ProcessEvent | None) -> None:
     app = load_app(config.application_path)
+    settings = Settings.from_env()
     signalled = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, signalled.set)
-
-    async def shutdown_trigger() -> None:
+    state: dict[str, Any] = {}
+    lifespan = Lifespan(app, state)
+    await lifespan.startup()
+    edge = Edge(app, config, settings, state)
+    listening = sockets if sockets is not None else config.create_sockets()
+    try:
+        await edge.start(list(listening.insecure_sockets))
         while not signalled.is_set() and not (stop is not None and stop.is_set()):
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(signalled.wait(), SHUTDOWN_POLL)
-            except TimeoutError:
-                continue
+        edge.stop_accepting()
         await _drain(app)
-
-    await worker_serve(
-        wrap_app(app, config.wsgi_max_body_size, "asgi"),
-        config,
-        sockets=sockets,
-        shutdown_trigger=shutdown_trigger,
-    )
+        await edge.stop(config.graceful_timeout)
+    finally:
+        await lifespan.shutdown()
+        if sockets is None:
+            for sock in listening.insecure_sockets:
+                sock.close()
 
 
 async def _drain(app: Any) -> None:

@@ -23,7 +23,7 @@ from switchboard.engine.transport import Since
 from switchboard.exceptions import SwitchboardError, Unavailable
 from switchboard.security.handshake import Handshake
 from switchboard.ws.protocol import LEGACY_WS, MAX_OPERATION_ID, State
-from switchboard.ws.socket_writer import SocketWriter
+from switchboard.ws.socket_writer import DirectSocketWriter, SocketWriter, frame_sink
 
 if TYPE_CHECKING:
     from switchboard.ws.endpoint import WebSocketEndpoint
@@ -62,7 +62,13 @@ class Connection:
         self.endpoint = endpoint
         self.scope = scope
         self.legacy = subprotocol == LEGACY_WS
-        self.writer = SocketWriter(send, settings.queue_size, **endpoint.delivery.writer_options())
+        options = endpoint.delivery.writer_options()
+        sink = frame_sink(scope)
+        self.writer = (
+            SocketWriter(send, settings.queue_size, **options)
+            if sink is None
+            else DirectSocketWriter(sink, send, settings.queue_size, **options)
+        )
         context = Context(endpoint.services, request=self)
         self.peer = Peer(endpoint.services, endpoint.delivery, self, context, client_address(scope))
         self.pending = True  # counted in the endpoint's pre-authentication budget

@@ -1,0 +1,344 @@
+"""One WebSocket connection on the edge's own protocol: wsproto for the handshake and for what the
+client sends, the ASGI interface for the app, and a direct path for the app's frames.
+
+The app (switchboard.ws) sees an ordinary ASGI WebSocket, plus the scope extension
+`switchboard.frames`, whose `sink` is this protocol: a writer that finds it hands its queued
+frames to `write_frames` in one call, framed here without a task, a lock or an ASGI message
+per frame, and written with one `writelines` (a shared payload is the same bytes object for
+every socket). Close frames, pongs and the handshake still go through wsproto.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+from wsproto import ConnectionType
+from wsproto.connection import Connection, ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    RejectConnection,
+    Request,
+    TextMessage,
+)
+from wsproto.extensions import Extension
+from wsproto.frame_protocol import Opcode, RsvBits
+from wsproto.handshake import H11Handshake
+from wsproto.utilities import RemoteProtocolError
+
+from switchboard.edge.frames import CLOSING_BRACE, TEXT_COMPRESSED, encoded, header
+from switchboard.edge.head import Head
+from switchboard.engine.asgi import ASGIApp, Message
+from switchboard.engine.writer import Frame
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "switchboard.frames"
+"""The scope extension that offers `write_frames` (ws.socket_writer.DirectSocketWriter)."""
+HIGH_WATER = 64 * 1024
+"""Bytes in the transport's buffer past which the socket stops taking frames (pause_writing)."""
+INBOX = 16
+"""Client messages waiting for the app past which the socket stops being read."""
+CLOSE_TIMEOUT = 5.0
+"""How long a close frame waits for the client's before the connection is dropped."""
+NO_RSV = RsvBits(False, False, False)
+ABNORMAL = 1006
+
+
+class WebSocketProtocol(asyncio.Protocol):
+    """Serves one upgraded connection to `app` (made by the edge's Front with the request head)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        head: Head,
+        extension: Callable[[], Extension],
+        track: Callable[[asyncio.Task[None]], None],
+        root_path: str = "",
+    ) -> None:
+        self._app = app
+        self._head: Head | None = head
+        self._extension_factory = extension
+        self._track = track
+        self._root_path = root_path
+        self._transport: asyncio.Transport | None = None
+        self._handshake: H11Handshake | None = H11Handshake(ConnectionType.SERVER)
+        self._request: Request | None = None
+        self._ws: Connection | None = None
+        self._deflate: Extension | None = None
+        self._inbox: deque[Message] = deque()
+        self._parts: list[Any] = []  # fragments of the message arriving
+        self._waiter: asyncio.Future[None] | None = None  # receive() waiting for the inbox
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._paused = False  # the transport's buffer is over HIGH_WATER
+        self._reading_paused = False
+        self._gone = False  # the connection is lost (or being closed): nothing more is written
+        self._disconnect: Message | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+
+    # -- the transport's side ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self._transport.set_write_buffer_limits(high=HIGH_WATER)
+
+    def data_received(self, data: bytes) -> None:
+        if self._ws is not None:
+            self._ws.receive_data(data)
+            self._ws_events()
+        elif self._request is None:
+            self._handshake_data(data)
+        # else: bytes sent before the answer to the handshake; wsproto keeps none, nor do we
+
+    def eof_received(self) -> bool | None:
+        return None  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._gone = True
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+        self._ended(ABNORMAL)
+        self._resume_writers(ConnectionResetError("the connection is gone"))
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._resume_writers(None)
+
+    # -- the sink (ws.socket_writer.FrameSink) -------------------------------------------------
+
+    @property
+    def writable(self) -> bool:
+        return not self._paused and not self._gone and self._ws is not None
+
+    def write_frames(self, frames: Sequence[Frame]) -> None:
+        """Frame and write `frames` together (one writelines); nothing once the socket is going."""
+        transport = self._transport
+        if self._gone or transport is None:
+            return
+        pieces: list[bytes] = []
+        deflate = self._deflate
+        for frame in frames:
+            if deflate is not None:
+                data = (frame if isinstance(frame, str) else frame[0] + frame[1] + "}").encode()
+                rsv, data = deflate.frame_outbound(None, Opcode.TEXT, NO_RSV, data, True)  # type: ignore[arg-type]
+                pieces.append(header(len(data), TEXT_COMPRESSED if rsv.rsv1 else 0x81))
+                pieces.append(data)
+            elif isinstance(frame, str):
+                data = frame.encode()
+                pieces.append(header(len(data)))
+                pieces.append(data)
+            else:
+                own = frame[0].encode()
+                payload = encoded(frame[1])
+                pieces.append(header(len(own) + len(payload) + 1) + own)
+                pieces.append(payload)
+                pieces.append(CLOSING_BRACE)
+        transport.writelines(pieces)
+
+    async def drained(self) -> None:
+        """Return once the socket takes frames again; ConnectionResetError if it is gone."""
+        if self._gone:
+            raise ConnectionResetError("the connection is gone")
+        if not self._paused:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._drain_waiters.append(waiter)
+        await waiter
+
+    def _resume_writers(self, error: Exception | None) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                if error is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(error)
+
+    # -- the app's side (ASGI) -----------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        while not self._inbox:
+            if self._disconnect is not None:
+                return self._disconnect
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        message = self._inbox.popleft()
+        if self._reading_paused and len(self._inbox) < INBOX // 2 and self._transport is not None:
+            self._reading_paused = False
+            self._transport.resume_reading()
+        return message
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "websocket.send":
+            if self._ws is None or self._gone:
+                raise ConnectionResetError("the websocket is not open")
+            text = message.get("text")
+            if text is not None:
+                self.write_frames([text])
+            else:
+                self._write_bytes(message["bytes"])
+            await self.drained()
+        elif kind == "websocket.accept":
+            self._accept(message)
+        elif kind == "websocket.close":
+            self._close(int(message.get("code") or 1000), str(message.get("reason") or ""))
+        else:
+            raise ValueError(f"unexpected ASGI message {kind!r}")
+
+    def _write_bytes(self, data: bytes) -> None:
+        assert self._ws is not None and self._transport is not None
+        self._transport.write(self._ws.send(BytesMessage(data=data)))
+
+    # -- handshake -----------------------------------------------------------------------------
+
+    def _handshake_data(self, data: bytes) -> None:
+        handshake = self._handshake
+        assert handshake is not None
+        try:
+            handshake.receive_data(data)
+            for event in handshake.events():
+                if isinstance(event, Request):
+                    self._request = event
+                    self._start_app(event)
+                    return
+        except RemoteProtocolError as exc:
+            log.debug("bad websocket handshake: %s", exc)
+            self._reply_and_close(handshake.send(exc.event_hint or RejectConnection(status_code=400)))
+
+    def _start_app(self, request: Request) -> None:
+        assert self._transport is not None and self._head is not None
+        head = self._head
+        scope: dict[str, Any] = {
+            "type": "websocket",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "scheme": "ws",
+            "path": head.path,
+            "raw_path": head.raw_path,
+            "query_string": head.query_string,
+            "root_path": self._root_path,
+            "headers": head.headers,
+            "client": _address(self._transport.get_extra_info("peername")),
+            "server": _address(self._transport.get_extra_info("sockname")),
+            "subprotocols": request.subprotocols,
+            "extensions": {EXTENSION: {"sink": self}},
+        }
+        self._inbox.append({"type": "websocket.connect"})
+        task = asyncio.get_running_loop().create_task(self._run(scope), name="switchboard-websocket")
+        self._track(task)
+
+    async def _run(self, scope: dict[str, Any]) -> None:
+        try:
+            await self._app(scope, self.receive, self.send)
+        except Exception:
+            log.exception("the app failed on a websocket")
+        finally:
+            if self._handshake is not None and not self._gone:
+                self._reply_and_close(self._handshake.send(RejectConnection(status_code=500)))
+            elif not self._gone:
+                self._close(1000, "")
+
+    def _accept(self, message: Message) -> None:
+        handshake = self._handshake
+        if handshake is None or self._gone or self._transport is None:
+            return
+        extension = self._extension_factory()
+        headers = [(bytes(k), bytes(v)) for k, v in message.get("headers") or ()]
+        self._transport.write(
+            handshake.send(
+                AcceptConnection(
+                    subprotocol=message.get("subprotocol"), extensions=[extension], extra_headers=headers
+                )
+            )
+        )
+        self._ws = handshake.connection
+        self._deflate = extension if extension.enabled() else None
+        # What the handshake needed is let go: an open socket keeps wsproto's Connection and this.
+        self._handshake = self._request = self._head = None
+
+    def _close(self, code: int, reason: str) -> None:
+        """The app closes: 403 before the handshake is answered, else a close frame."""
+        if self._gone:
+            return
+        if self._handshake is not None:
+            self._reply_and_close(self._handshake.send(RejectConnection(status_code=403)))
+            return
+        assert self._ws is not None
+        if self._ws.state is not ConnectionState.OPEN:
+            return
+        assert self._transport is not None
+        self._transport.write(self._ws.send(CloseConnection(code=code, reason=reason)))
+        self._close_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self._drop)
+
+    def _reply_and_close(self, data: bytes) -> None:
+        if self._transport is not None and not self._gone:
+            self._transport.write(data)
+            self._transport.close()
+        self._gone = True
+        self._ended(ABNORMAL)
+
+    def _drop(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    # -- what the client sends -----------------------------------------------------------------
+
+    def _ws_events(self) -> None:
+        ws = self._ws
+        assert ws is not None and self._transport is not None
+        for event in ws.events():
+            if isinstance(event, TextMessage | BytesMessage):
+                self._parts.append(event.data)
+                if event.message_finished:
+                    parts, self._parts = self._parts, []
+                    if isinstance(event, TextMessage):
+                        self._deliver({"type": "websocket.receive", "text": "".join(parts)})
+                    else:
+                        self._deliver({"type": "websocket.receive", "bytes": b"".join(parts)})
+            elif isinstance(event, Ping):
+                self._transport.write(ws.send(event.response()))
+            elif isinstance(event, CloseConnection):
+                if ws.state is ConnectionState.REMOTE_CLOSING:
+                    # The client's close, or one wsproto made of a frame it refused (1009, 1002,
+                    # 1007: compat/ws_frame_limit.py): answered with the same code, then dropped.
+                    self._transport.write(ws.send(event.response()))
+                self._gone = True
+                self._transport.close()
+                self._ended(event.code)
+                return
+
+    def _deliver(self, message: Message) -> None:
+        self._inbox.append(message)
+        if len(self._inbox) >= INBOX and not self._reading_paused and self._transport is not None:
+            self._reading_paused = True
+            self._transport.pause_reading()
+        self._wake()
+
+    def _ended(self, code: int) -> None:
+        if self._disconnect is None:
+            self._disconnect = {"type": "websocket.disconnect", "code": code}
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+def _address(value: Any) -> tuple[str, int] | None:
+    if isinstance(value, tuple) and len(value) >= 2:
+        return (str(value[0]), int(value[1]))
+    return None
