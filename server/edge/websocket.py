@@ -36,6 +36,7 @@ from switchboard.edge.frames import CLOSING_BRACE, TEXT_COMPRESSED, encoded, hea
 from switchboard.edge.head import Head
 from switchboard.engine.asgi import ASGIApp, Message
 from switchboard.engine.writer import Frame
+from switchboard.observability.stats import PROCESS
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,8 @@ class WebSocketProtocol(asyncio.Protocol):
                 pieces.append(payload)
                 pieces.append(CLOSING_BRACE)
         transport.writelines(pieces)
+        PROCESS.ws_edge_frames += len(frames)
+        PROCESS.ws_edge_writes += 1
 
     async def drained(self) -> None:
         """Return once the socket takes frames again; ConnectionResetError if it is gone."""

@@ -51,6 +51,10 @@ class ProcessStats:
     ws_bytes_after_compression: int = 0
     ws_inflation_refused: int = 0
     ws_compression_contexts: int = 0  # alive, shared by sockets (ws/contexts.py; a gauge)
+    # The edge's own WebSocket protocol (edge/websocket.py): frames written, and the writes
+    # (one writelines each) that carried them: frames of a burst leave a socket together.
+    ws_edge_frames: int = 0
+    ws_edge_writes: int = 0
     # Garbage-collector pauses per generation (observability/gc_pauses.py), GC_BUCKETS plus +Inf each.
     gc_pause_counts: list[list[int]] = field(
         default_factory=lambda: [[0] * (len(GC_BUCKETS) + 1) for _ in range(3)]

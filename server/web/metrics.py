@@ -68,6 +68,8 @@ COUNTERS = {
         "Client messages closed with 1009 for inflating past the limit.",
         "",
     ),
+    "switchboard_ws_edge_frames": ("Frames written by the edge's own WebSocket protocol.", ""),
+    "switchboard_ws_edge_writes": ("Writes (one system call or fewer) that carried those frames.", ""),
 }
 
 
@@ -109,6 +111,8 @@ def local_snapshot(services: Services, connections: Sized, pid: int = 0, streams
             "switchboard_ws_compression_input_bytes": {"": PROCESS.ws_bytes_before_compression},
             "switchboard_ws_compression_output_bytes": {"": PROCESS.ws_bytes_after_compression},
             "switchboard_ws_inflation_refused": {"": PROCESS.ws_inflation_refused},
+            "switchboard_ws_edge_frames": {"": PROCESS.ws_edge_frames},
+            "switchboard_ws_edge_writes": {"": PROCESS.ws_edge_writes},
         },
         latency_counts=list(stats.latency_counts),
         latency_sum=stats.latency_sum,
