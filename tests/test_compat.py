@@ -133,3 +133,22 @@ def test_wsproto_reads_every_frame_header_where_the_message_limit_looks() -> Non
     at_limit.receive_data(struct.pack("!BBH", 0x81, 0x80 | 126, 1000) + b"\0\0\0\0" + b"y" * 1000)
     (message,) = list(at_limit.events())
     assert isinstance(message, TextMessage) and len(message.data) == 1000
+
+
+def test_hypercorn_still_serves_each_connection_with_the_tcp_server_the_edge_builds() -> None:
+    """The edge hands HTTP connections to hypercorn's TCPServer as hypercorn's own worker_serve
+    builds it (compat/hypercorn_connection.py); uvicorn takes the edge's WebSocket protocol as a
+    class in place of an implementation's name."""
+    import hypercorn.asyncio.run as hypercorn_run
+    import uvicorn
+
+    from switchboard.compat.hypercorn_connection import check
+
+    check()
+    built = "TCPServer(app, loop, config, context, lifespan_state, reader, writer)"
+    assert built in inspect.getsource(hypercorn_run.worker_serve), (
+        "hypercorn builds its connections differently: see switchboard/compat/hypercorn_connection.py"
+    )
+    config = uvicorn.Config(app=None, ws=asyncio.Protocol)
+    config.load()
+    assert config.ws_protocol_class is asyncio.Protocol

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import token, unique
@@ -71,24 +72,35 @@ async def test_a_burst_reaches_every_socket_in_order_in_fewer_writes_than_frames
             await peer.__aexit__()
 
 
-async def test_under_uvicorn_the_same_events_go_through_asgi(uvicorn_server: ServerProcess) -> None:
-    peers = await subscribed_peers(uvicorn_server, 1)
+@pytest.mark.parametrize(("implementation", "direct"), [("switchboard", True), ("wsproto", False)])
+async def test_under_uvicorn_the_edge_protocol_or_the_asgi_path(
+    redis_url: str, prefix: str, implementation: str, direct: bool
+) -> None:
+    """uvicorn runs the edge's protocol through its `ws` class (the default), or its own
+    WebSocket implementation, through which the app's ASGI path serves the same events."""
+    env = {"REDIS_URL": redis_url, "SWITCHBOARD_PREFIX": prefix, "SWITCHBOARD_UVICORN_WS": implementation}
+    server = ServerProcess(env, server="uvicorn").start()
     try:
-        before = await counters(uvicorn_server)
-        body = {
-            "query": 'mutation($m: String!) { sendNotify(group: "all", message: $m) { id } }',
-            "variables": {"m": "through asgi"},
-        }
-        headers = {"authorization": f"Bearer {token('svc', publisher=True)}"}
-        async with httpx.AsyncClient() as client:
-            answer = await client.post(uvicorn_server.http_url, json=body, headers=headers)
-        assert "errors" not in answer.json(), answer.text
-        assert await received(peers[0], 1) == ["through asgi"]
-        after = await counters(uvicorn_server)
-        assert after["switchboard_ws_edge_frames_total"] == before["switchboard_ws_edge_frames_total"] == 0
+        peers = await subscribed_peers(server, 1)
+        try:
+            before = await counters(server)
+            body = {
+                "query": 'mutation($m: String!) { sendNotify(group: "all", message: $m) { id } }',
+                "variables": {"m": implementation},
+            }
+            headers = {"authorization": f"Bearer {token('svc', publisher=True)}"}
+            async with httpx.AsyncClient() as client:
+                answer = await client.post(server.http_url, json=body, headers=headers)
+            assert "errors" not in answer.json(), answer.text
+            assert await received(peers[0], 1) == [implementation]
+            after = await counters(server)
+            sent = after["switchboard_ws_edge_frames_total"] - before["switchboard_ws_edge_frames_total"]
+            assert (sent >= 1) == direct
+        finally:
+            for peer in peers:
+                await peer.__aexit__()
     finally:
-        for peer in peers:
-            await peer.__aexit__()
+        assert server.stop() == 0
 
 
 def upgrade_head(port: int, **drop: bool) -> bytes:

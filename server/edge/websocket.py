@@ -33,7 +33,7 @@ from wsproto.handshake import H11Handshake
 from wsproto.utilities import RemoteProtocolError
 
 from switchboard.edge.frames import CLOSING_BRACE, TEXT_COMPRESSED, encoded, header
-from switchboard.edge.head import Head
+from switchboard.edge.head import Head, parse
 from switchboard.engine.asgi import ASGIApp, Message
 from switchboard.engine.writer import Frame
 from switchboard.observability.stats import PROCESS
@@ -53,12 +53,13 @@ ABNORMAL = 1006
 
 
 class WebSocketProtocol(asyncio.Protocol):
-    """Serves one upgraded connection to `app` (made by the edge's Front with the request head)."""
+    """Serves one upgraded connection to `app`. The edge's Front makes it with the request head;
+    a server that hands over the head as the first data (uvicorn) passes None."""
 
     def __init__(
         self,
         app: ASGIApp,
-        head: Head,
+        head: Head | None,
         extension: Callable[[], Extension],
         track: Callable[[asyncio.Task[None]], None],
         root_path: str = "",
@@ -94,6 +95,8 @@ class WebSocketProtocol(asyncio.Protocol):
             self._ws.receive_data(data)
             self._ws_events()
         elif self._request is None:
+            if self._head is None and self._handshake is not None:
+                self._head = parse(data)
             self._handshake_data(data)
         # else: bytes sent before the answer to the handshake; wsproto keeps none, nor do we
 
@@ -222,20 +225,22 @@ class WebSocketProtocol(asyncio.Protocol):
             self._reply_and_close(handshake.send(exc.event_hint or RejectConnection(status_code=400)))
 
     def _start_app(self, request: Request) -> None:
-        assert self._transport is not None and self._head is not None
-        head = self._head
+        transport, head = self._transport, self._head
+        if transport is None or head is None:
+            self._reply_and_close(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+            return
         scope: dict[str, Any] = {
             "type": "websocket",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
             "http_version": "1.1",
-            "scheme": "ws",
+            "scheme": "wss" if transport.get_extra_info("sslcontext") is not None else "ws",
             "path": head.path,
             "raw_path": head.raw_path,
             "query_string": head.query_string,
             "root_path": self._root_path,
             "headers": head.headers,
-            "client": _address(self._transport.get_extra_info("peername")),
-            "server": _address(self._transport.get_extra_info("sockname")),
+            "client": _address(transport.get_extra_info("peername")),
+            "server": _address(transport.get_extra_info("sockname")),
             "subprotocols": request.subprotocols,
             "extensions": {EXTENSION: {"sink": self}},
         }
@@ -285,6 +290,16 @@ class WebSocketProtocol(asyncio.Protocol):
         assert self._transport is not None
         self._transport.write(self._ws.send(CloseConnection(code=code, reason=reason)))
         self._close_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self._drop)
+
+    def cut(self) -> None:
+        """The server stops and this connection is still open (the app's drain closed every
+        socket it serves with 1001 before): a handshake not answered yet gets 503, an open
+        socket 1012 (service restart), and the connection is dropped."""
+        if self._handshake is not None:
+            self._reply_and_close(self._handshake.send(RejectConnection(status_code=503)))
+            return
+        self._close(1012, "server restarting")
+        self._drop()
 
     def _reply_and_close(self, data: bytes) -> None:
         if self._transport is not None and not self._gone:

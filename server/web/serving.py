@@ -189,7 +189,7 @@ def serve_uvicorn(app_path: str, host: str, port: int, settings: Settings) -> in
         app,
         host=host,
         port=port,
-        ws=UVICORN_WS,
+        ws=_uvicorn_ws(),
         ws_max_size=settings.max_message_bytes,
         ws_per_message_deflate=settings.ws_compression,  # our extension either way (compat/ws_extensions.py)
         ws_ping_interval=None,  # Switchboard pings at the protocol level itself
@@ -203,4 +203,14 @@ def serve_uvicorn(app_path: str, host: str, port: int, settings: Settings) -> in
     return 0
 
 
-UVICORN_WS = os.environ.get("SWITCHBOARD_UVICORN_WS", "wsproto")
+UVICORN_WS = os.environ.get("SWITCHBOARD_UVICORN_WS", "switchboard")
+"""uvicorn's WebSocket implementation: Switchboard's own protocol (edge/uvicorn_ws.py, what the
+edge runs under hypercorn), or uvicorn's "wsproto" or "websockets" (the app's ASGI path)."""
+
+
+def _uvicorn_ws() -> Any:
+    if UVICORN_WS == "switchboard":
+        from switchboard.edge.uvicorn_ws import UvicornWebSocket
+
+        return UvicornWebSocket
+    return UVICORN_WS
