@@ -18,6 +18,8 @@ from switchboard.ws.deflate import extension_factory
 
 
 class UvicornWebSocket(WebSocketProtocol):
+    __slots__ = ("_connections", "_tasks")
+
     def __init__(self, config: Any, server_state: Any, app_state: Any, _loop: Any = None) -> None:
         super().__init__(config.loaded_app, None, _extension(), self._track_task, config.root_path)
         self._connections: set[Any] = server_state.connections  # uvicorn's: shut down when it stops

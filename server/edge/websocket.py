@@ -56,6 +56,28 @@ class WebSocketProtocol(asyncio.Protocol):
     """Serves one upgraded connection to `app`. The edge's Front makes it with the request head;
     a server that hands over the head as the first data (uvicorn) passes None."""
 
+    __slots__ = (
+        "_app",
+        "_close_timer",
+        "_deflate",
+        "_disconnect",
+        "_drain_waiters",
+        "_extension_factory",
+        "_gone",
+        "_handshake",
+        "_head",
+        "_inbox",
+        "_parts",
+        "_paused",
+        "_reading_paused",
+        "_request",
+        "_root_path",
+        "_track",
+        "_transport",
+        "_waiter",
+        "_ws",
+    )
+
     def __init__(
         self,
         app: ASGIApp,
@@ -91,6 +113,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self._transport.set_write_buffer_limits(high=HIGH_WATER)
 
     def data_received(self, data: bytes) -> None:
+        if self._gone:
+            return  # closed (wsproto would refuse it), or answered and being dropped
         if self._ws is not None:
             self._ws.receive_data(data)
             self._ws_events()
@@ -206,6 +230,8 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _write_bytes(self, data: bytes) -> None:
         assert self._ws is not None and self._transport is not None
+        if self._ws.state is not ConnectionState.OPEN:
+            raise ConnectionResetError("the websocket is closing")
         self._transport.write(self._ws.send(BytesMessage(data=data)))
 
     # -- handshake -----------------------------------------------------------------------------
@@ -326,7 +352,7 @@ class WebSocketProtocol(asyncio.Protocol):
                         self._deliver({"type": "websocket.receive", "text": "".join(parts)})
                     else:
                         self._deliver({"type": "websocket.receive", "bytes": b"".join(parts)})
-            elif isinstance(event, Ping):
+            elif isinstance(event, Ping) and ws.state is ConnectionState.OPEN:
                 self._transport.write(ws.send(event.response()))
             elif isinstance(event, CloseConnection):
                 if ws.state is ConnectionState.REMOTE_CLOSING:
