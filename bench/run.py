@@ -375,7 +375,7 @@ Run = tuple[str, str, int, float, int]
 """(workload, server, N, rate, events)"""
 
 
-def plan(smoke: bool, sizes: list[int], workloads: set[str]) -> list[Run]:
+def plan(smoke: bool, sizes: list[int], workloads: set[str], w1_rate: float = 200) -> list[Run]:
     if smoke:
         # switchboard-window: 30 compressed events, the first 16 standalone and the rest referring
         # back to them, which the load generator's sockets must inflate as a browser does.
@@ -395,10 +395,13 @@ def plan(smoke: bool, sizes: list[int], workloads: set[str]) -> list[Run]:
     if BASE:
         servers.insert(servers.index("switchboard") + 1, "switchboard-base")
     if "W1" in workloads:
-        runs += [("W1 saturation", s, n, 200, 1000) for s in servers for n in sizes]
+        # 5 s of events at w1_rate: a server that keeps up delivers the offered rate, so W1 is
+        # offered more than the fastest server takes (--w1-rate) to measure its ceiling.
+        w1 = ("W1 saturation", w1_rate, int(w1_rate * 5))
+        runs += [(w1[0], s, n, w1[1], w1[2]) for s in servers for n in sizes]
         # --workers 2 on the embedded default (the local hub) beside one worker: on two cores the
         # load generator shares them, so this says what a second worker costs and gives here.
-        runs += [("W1 saturation", "switchboard-2w", n, 200, 1000) for n in sizes]
+        runs += [(w1[0], "switchboard-2w", n, w1[1], w1[2]) for n in sizes]
     if "W2" in workloads:
         # 150 events, so that one slow event (1000 deliveries) is under 1% of the samples of p99.
         runs += [("W2 moderate", s, 1000, 5, 150) for s in servers]
@@ -460,6 +463,12 @@ def main() -> int:
     parser.add_argument("--sizes", default="100,1000", help="session counts of the W1 sweep")
     parser.add_argument("--workloads", default="W1,W2,W3,W4,SSE")
     parser.add_argument(
+        "--w1-rate",
+        type=float,
+        default=200,
+        help="W1's offered events/s (to every subscriber): above what the fastest server delivers",
+    )
+    parser.add_argument(
         "--merge", action="store_true", help="replace these workloads in the existing results"
     )
     parser.add_argument("--out", default=str(RESULTS))
@@ -494,7 +503,9 @@ def main() -> int:
     DEFLATE = args.client_deflate
     CLIENT = args.client
     BASE = args.base
-    runs = plan(args.smoke, [int(n) for n in args.sizes.split(",")], set(args.workloads.split(",")))
+    runs = plan(
+        args.smoke, [int(n) for n in args.sizes.split(",")], set(args.workloads.split(",")), args.w1_rate
+    )
     if args.only:
         runs = [r for r in runs if r[1] in args.only.split(",")]
     if any(r[1].startswith("channels") for r in runs) and not Path(REF_PY).exists():
