@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -49,6 +48,7 @@ INBOX = 16
 CLOSE_TIMEOUT = 5.0
 """How long a close frame waits for the client's before the connection is dropped."""
 NO_RSV = RsvBits(False, False, False)
+ASGI = {"version": "3.0", "spec_version": "2.3"}  # one for every scope: nobody changes it
 ABNORMAL = 1006
 
 
@@ -96,7 +96,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._request: Request | None = None
         self._ws: Connection | None = None
         self._deflate: Extension | None = None
-        self._inbox: deque[Message] = deque()
+        self._inbox: list[Message] = []  # a list: at most INBOX short-lived entries, and 56 bytes idle
         self._parts: list[Any] = []  # fragments of the message arriving
         self._waiter: asyncio.Future[None] | None = None  # receive() waiting for the inbox
         self._drain_waiters: list[asyncio.Future[None]] = []
@@ -204,7 +204,7 @@ class WebSocketProtocol(asyncio.Protocol):
                 await self._waiter
             finally:
                 self._waiter = None
-        message = self._inbox.popleft()
+        message = self._inbox.pop(0)
         if self._reading_paused and len(self._inbox) < INBOX // 2 and self._transport is not None:
             self._reading_paused = False
             self._transport.resume_reading()
@@ -257,7 +257,7 @@ class WebSocketProtocol(asyncio.Protocol):
             return
         scope: dict[str, Any] = {
             "type": "websocket",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "asgi": ASGI,
             "http_version": "1.1",
             "scheme": "wss" if transport.get_extra_info("sslcontext") is not None else "ws",
             "path": head.path,

@@ -241,7 +241,13 @@ class Connection:
         except SwitchboardError as exc:
             self.close(close_codes.BAD_REQUEST, str(exc))
             return
-        handshake = Handshake.from_asgi(self.scope.get("headers"), payload, self.peer.address, "websocket")
+        raw_headers = self.scope.get("headers")
+        handshake = Handshake.from_asgi(raw_headers, payload, self.peer.address, "websocket")
+        if isinstance(raw_headers, list):
+            # Now in the handshake, and read by nothing else after the upgrade: the scope's copy
+            # (a kilobyte or more of a browser's headers) is let go, though the ASGI frames
+            # above the endpoint keep the scope itself for the connection's lifetime.
+            raw_headers.clear()
         self.peer.handshake = handshake
         try:
             user = await services.authenticator.authenticate(handshake)
