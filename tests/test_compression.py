@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import struct
 import uuid
+import zlib
 from collections.abc import Iterator
 
 import httpx
@@ -309,3 +310,32 @@ async def test_window_mode_compresses_each_event_once_for_the_sockets_sent_the_s
             break
         await asyncio.sleep(0.1)
     assert gauge(windowed, "switchboard_ws_compression_contexts") <= before
+
+
+@pytest.mark.parametrize("payload_bytes", [10, 126, 127, 300, 70_000])
+def test_a_frame_compressed_from_its_parts_is_the_frame_compressed_whole(payload_bytes: int) -> None:
+    """The edge compresses a subscription's frame from its own bytes and its shared payload
+    (SharedDeflate.compress_parts): the same deflate data as the whole frame through wsproto's
+    extension hook, and uncompressed where that would be."""
+    from wsproto.frame_protocol import Opcode, RsvBits
+
+    from switchboard.ws.deflate import SharedCompressor, SharedDeflate
+
+    deflate = SharedDeflate(SharedCompressor(), min_bytes=128, max_message_bytes=1 << 20)
+    assert deflate.accept("permessage-deflate; client_max_window_bits") is not None
+    own = b'{"id":"' + str(uuid.uuid4()).encode() + b'","type":"next","payload":'
+    payload = orjson.dumps({"data": {"events": {"message": "m" * payload_bytes}}})
+    rsv, whole = deflate.frame_outbound(
+        None,  # type: ignore[arg-type]
+        Opcode.TEXT,
+        RsvBits(False, False, False),
+        own + payload + b"}",
+        True,
+    )
+    parts = deflate.compress_parts(own, payload)
+    if rsv.rsv1:
+        assert parts == whole
+        inflater = zlib.decompressobj(-15)
+        assert inflater.decompress(parts + b"\x00\x00\xff\xff") == own + payload + b"}"
+    else:
+        assert parts is None

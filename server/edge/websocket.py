@@ -36,6 +36,7 @@ from switchboard.edge.head import Head, parse
 from switchboard.engine.asgi import ASGIApp, Message
 from switchboard.engine.writer import Frame
 from switchboard.observability.stats import PROCESS
+from switchboard.ws.deflate import SharedDeflate
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class WebSocketProtocol(asyncio.Protocol):
         "_reading_paused",
         "_request",
         "_root_path",
+        "_shared",
         "_track",
         "_transport",
         "_waiter",
@@ -96,6 +98,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._request: Request | None = None
         self._ws: Connection | None = None
         self._deflate: Extension | None = None
+        self._shared: SharedDeflate | None = None  # the deflate without context, if negotiated
         self._inbox: list[Message] = []  # a list: at most INBOX short-lived entries, and 56 bytes idle
         self._parts: list[Any] = []  # fragments of the message arriving
         self._waiter: asyncio.Future[None] | None = None  # receive() waiting for the inbox
@@ -155,7 +158,18 @@ class WebSocketProtocol(asyncio.Protocol):
         pieces: list[bytes] = []
         deflate = self._deflate
         for frame in frames:
-            if deflate is not None:
+            if self._shared is not None and not isinstance(frame, str):
+                own = frame[0].encode()
+                payload = encoded(frame[1])
+                data = self._shared.compress_parts(own, payload)
+                if data is None:
+                    pieces.append(header(len(own) + len(payload) + 1) + own)
+                    pieces.append(payload)
+                    pieces.append(CLOSING_BRACE)
+                else:
+                    pieces.append(header(len(data), TEXT_COMPRESSED))
+                    pieces.append(data)
+            elif deflate is not None:
                 data = (frame if isinstance(frame, str) else frame[0] + frame[1] + "}").encode()
                 rsv, data = deflate.frame_outbound(None, Opcode.TEXT, NO_RSV, data, True)  # type: ignore[arg-type]
                 pieces.append(header(len(data), TEXT_COMPRESSED if rsv.rsv1 else 0x81))
@@ -300,6 +314,8 @@ class WebSocketProtocol(asyncio.Protocol):
         )
         self._ws = handshake.connection
         self._deflate = extension if extension.enabled() else None
+        if isinstance(self._deflate, SharedDeflate) and not self._deflate.keeps_context:
+            self._shared = self._deflate  # a subscription's frame from its parts (compress_parts)
         # What the handshake needed is let go: an open socket keeps wsproto's Connection and this.
         self._handshake = self._request = self._head = None
 

@@ -55,6 +55,7 @@ ANSWER = "server_no_context_takeover; client_no_context_takeover"
 SHARED_AFTER = b'"payload":'
 """Where the part of a frame shared by its subscribers starts. In JSON text a quote inside a
 string is escaped, so this cannot occur within the id before it: the first one is the key."""
+CLOSING_BRACE = b"}"  # what follows a payload in a subscription's frame
 PREFIX_SCAN = 512  # how far into a frame the key is looked for (an id is shorter)
 RSV1 = RsvBits(True, False, False)  # ours is the one extension: wsproto hands us no other bit
 
@@ -86,10 +87,20 @@ class SharedCompressor:
         self._max_entries = max_entries
         self._max_bytes = max_bytes
         self._bytes = 0
-        self._cache: OrderedDict[tuple[int, bytes], bytes] = OrderedDict()
+        self._cache: OrderedDict[tuple[int, bytes] | tuple[int, bytes, bytes], bytes] = OrderedDict()
 
     def compress(self, data: bytes, window_bits: int) -> bytes:
-        key = (window_bits, data)
+        return self._compressed((window_bits, data), data, window_bits)
+
+    def compress_payload(self, payload: bytes, window_bits: int) -> bytes:
+        """`payload` and the frame's closing brace, compressed once: the edge hands every socket
+        the same payload object, whose hash Python keeps, so a reuse is one lookup (no copy of
+        the frame, no scan for its key). A key of its own: never a frame's tail of the same bytes."""
+        return self._compressed((window_bits, payload, CLOSING_BRACE), payload + CLOSING_BRACE, window_bits)
+
+    def _compressed(
+        self, key: tuple[int, bytes] | tuple[int, bytes, bytes], data: bytes, window_bits: int
+    ) -> bytes:
         found = self._cache.get(key)
         if found is not None:
             self._cache.move_to_end(key)
@@ -104,8 +115,8 @@ class SharedCompressor:
         self._cache[key] = compressed
         self._bytes += len(data) + len(compressed)
         while len(self._cache) > self._max_entries or self._bytes > self._max_bytes:
-            (_, old), old_compressed = self._cache.popitem(last=False)
-            self._bytes -= len(old) + len(old_compressed)
+            old, old_compressed = self._cache.popitem(last=False)
+            self._bytes -= len(old[1]) + len(old_compressed)
         return compressed
 
     def compress_frame(self, data: bytes, window_bits: int, min_bytes: int) -> bytes | None:
@@ -224,6 +235,19 @@ class SharedDeflate(Extension):
 
     # -- outbound: whole messages of min_bytes or more, compressed once for every socket --------
 
+    @property
+    def keeps_context(self) -> bool:
+        """Whether frames must go through `frame_outbound` in order (the server's context kept)."""
+        return False
+
+    def compress_parts(self, own: bytes, payload: bytes) -> bytes | None:
+        """The deflate data of a subscription's frame given as its own bytes (up to and with
+        `"payload":`) and its shared payload (the closing brace follows): as `frame_outbound`
+        makes it, without joining the frame. None: under min_bytes, sent uncompressed."""
+        if len(payload) + 1 < self._min_bytes:
+            return None
+        return stored_block(own) + self._compressor.compress_payload(payload, self._window_bits)
+
     def frame_outbound(
         self, proto: FrameDecoder | FrameProtocol, opcode: Opcode, rsv: RsvBits, data: bytes, fin: bool
     ) -> tuple[RsvBits, bytes]:
@@ -280,6 +304,10 @@ class WindowDeflate(SharedDeflate):
         if opcode is Opcode.CLOSE:
             self._closing()
         return super().frame_inbound_header(proto, opcode, rsv, payload_length)
+
+    @property
+    def keeps_context(self) -> bool:
+        return self._seat is not None
 
     def _closing(self) -> None:
         """The connection is closing: its context is let go now rather than when the extension
