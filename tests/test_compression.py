@@ -332,10 +332,40 @@ def test_a_frame_compressed_from_its_parts_is_the_frame_compressed_whole(payload
         own + payload + b"}",
         True,
     )
-    parts = deflate.compress_parts(own, payload)
+    parts = deflate.compress_parts(own, payload + b"}")
     if rsv.rsv1:
         assert parts == whole
         inflater = zlib.decompressobj(-15)
         assert inflater.decompress(parts + b"\x00\x00\xff\xff") == own + payload + b"}"
     else:
         assert parts is None
+
+
+def test_window_frames_from_their_parts_are_the_frames_compressed_whole() -> None:
+    """With the server's context kept, a socket's frames from their parts (the edge) are the
+    same deflate data, frame after frame, as the whole frames through wsproto's hook."""
+    from wsproto.frame_protocol import Opcode, RsvBits
+
+    from switchboard.ws.contexts import ContextsByWindow
+    from switchboard.ws.deflate import SharedCompressor, WindowDeflate
+
+    whole, parts = (
+        WindowDeflate(SharedCompressor(), ContextsByWindow(1 << 24), min_bytes=128, max_message_bytes=1 << 20)
+        for _ in range(2)
+    )
+    for extension in (whole, parts):
+        assert extension.accept("permessage-deflate; client_max_window_bits") == "client_no_context_takeover"
+    own = b'{"id":"' + str(uuid.uuid4()).encode() + b'","type":"next","payload":'
+    inflater = zlib.decompressobj(-11)
+    for i in range(30):
+        tail = orjson.dumps({"data": {"events": {"message": f"event {i} " * (15 + i % 7)}}}) + b"}"
+        rsv, expected = whole.frame_outbound(
+            None,  # type: ignore[arg-type]
+            Opcode.TEXT,
+            RsvBits(False, False, False),
+            own + tail,
+            True,
+        )
+        got = parts.compress_parts(own, tail)
+        assert rsv.rsv1 and got == expected
+        assert inflater.decompress(got + b"\x00\x00\xff\xff") == own + tail  # context kept across

@@ -1,8 +1,8 @@
 """WebSocket frames as the server sends them (RFC 6455 5.2: unmasked, one frame per message).
 
 A subscription's event is (prefix, payload): the payload, rendered once per document, is encoded
-once (`encoded`) and handed to every socket as the same bytes object; a socket's own part is its
-frame header and operation id, a few dozen bytes."""
+once with the frame's closing brace (`tails`) and handed to every socket as the same bytes
+object; a socket's own part is its frame header and operation id, a few dozen bytes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import struct
 
 TEXT = 0x81  # FIN + text
 TEXT_COMPRESSED = 0xC1  # FIN + RSV1 (permessage-deflate) + text
-CLOSING_BRACE = b"}"
 
 _SHORT = struct.Struct("!BB")
 _MEDIUM = struct.Struct("!BBH")
@@ -32,11 +31,12 @@ CACHE_BYTES = 8 * 1024 * 1024
 CACHE_ENTRIES = 4096
 
 
-class EncodedPayloads:
-    """The UTF-8 bytes of recently sent payloads, by identity: the engine hands every subscriber of
-    a document the same str object, so its bytes are made once, for the first socket that sends
-    it. An entry holds its str, so an id cannot be reused while cached. Bounded in entries and
-    bytes (emptied whole when full: the next fan-out fills it again)."""
+class Tails:
+    """The frame tails of recently sent payloads (UTF-8, with the closing brace), by identity:
+    the engine hands every subscriber of a document the same str object, so its tail is made
+    once, for the first socket that sends it. An entry holds its str, so an id cannot be reused
+    while cached. Bounded in entries and bytes (emptied whole when full: the next fan-out fills
+    it again)."""
 
     __slots__ = ("_bytes", "_entries")
 
@@ -48,7 +48,7 @@ class EncodedPayloads:
         entry = self._entries.get(id(text))
         if entry is not None and entry[0] is text:
             return entry[1]
-        data = text.encode()
+        data = (text + "}").encode()
         if len(data) <= CACHED_TEXT:
             if len(self._entries) >= CACHE_ENTRIES or self._bytes + len(data) > CACHE_BYTES:
                 self._entries.clear()
@@ -58,4 +58,4 @@ class EncodedPayloads:
         return data
 
 
-encoded = EncodedPayloads()
+tails = Tails()

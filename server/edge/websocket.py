@@ -31,7 +31,7 @@ from wsproto.frame_protocol import Opcode, RsvBits
 from wsproto.handshake import H11Handshake
 from wsproto.utilities import RemoteProtocolError
 
-from switchboard.edge.frames import CLOSING_BRACE, TEXT_COMPRESSED, encoded, header
+from switchboard.edge.frames import TEXT, TEXT_COMPRESSED, header, tails
 from switchboard.edge.head import Head, parse
 from switchboard.engine.asgi import ASGIApp, Message
 from switchboard.engine.writer import Frame
@@ -68,6 +68,8 @@ class WebSocketProtocol(asyncio.Protocol):
         "_handshake",
         "_head",
         "_inbox",
+        "_own_bytes",
+        "_own_text",
         "_parts",
         "_paused",
         "_reading_paused",
@@ -98,7 +100,9 @@ class WebSocketProtocol(asyncio.Protocol):
         self._request: Request | None = None
         self._ws: Connection | None = None
         self._deflate: Extension | None = None
-        self._shared: SharedDeflate | None = None  # the deflate without context, if negotiated
+        self._shared: SharedDeflate | None = None  # Switchboard's deflate, if negotiated
+        self._own_text = ""  # the last subscription prefix sent, and its bytes
+        self._own_bytes = b""
         self._inbox: list[Message] = []  # a list: at most INBOX short-lived entries, and 56 bytes idle
         self._parts: list[Any] = []  # fragments of the message arriving
         self._waiter: asyncio.Future[None] | None = None  # receive() waiting for the inbox
@@ -156,37 +160,40 @@ class WebSocketProtocol(asyncio.Protocol):
         if self._gone or transport is None:
             return
         pieces: list[bytes] = []
-        deflate = self._deflate
+        shared = self._shared
         for frame in frames:
-            if self._shared is not None and not isinstance(frame, str):
-                own = frame[0].encode()
-                payload = encoded(frame[1])
-                data = self._shared.compress_parts(own, payload)
-                if data is None:
-                    pieces.append(header(len(own) + len(payload) + 1) + own)
-                    pieces.append(payload)
-                    pieces.append(CLOSING_BRACE)
-                else:
-                    pieces.append(header(len(data), TEXT_COMPRESSED))
-                    pieces.append(data)
-            elif deflate is not None:
-                data = (frame if isinstance(frame, str) else frame[0] + frame[1] + "}").encode()
-                rsv, data = deflate.frame_outbound(None, Opcode.TEXT, NO_RSV, data, True)  # type: ignore[arg-type]
-                pieces.append(header(len(data), TEXT_COMPRESSED if rsv.rsv1 else 0x81))
-                pieces.append(data)
-            elif isinstance(frame, str):
+            if isinstance(frame, str):
                 data = frame.encode()
-                pieces.append(header(len(data)))
+                first = TEXT
+                if self._deflate is not None:
+                    rsv, data = self._deflate.frame_outbound(None, Opcode.TEXT, NO_RSV, data, True)  # type: ignore[arg-type]
+                    first = TEXT_COMPRESSED if rsv.rsv1 else TEXT
+                pieces.append(header(len(data), first))
+                pieces.append(data)
+                continue
+            own = self._own(frame[0])
+            tail = tails(frame[1])  # the payload and its closing brace: one object for every socket
+            compressed = shared.compress_parts(own, tail) if shared is not None else None
+            if compressed is not None:
+                pieces.append(header(len(compressed), TEXT_COMPRESSED))
+                pieces.append(compressed)
+            elif self._deflate is not None and shared is None:
+                rsv, data = self._deflate.frame_outbound(None, Opcode.TEXT, NO_RSV, own + tail, True)  # type: ignore[arg-type]
+                pieces.append(header(len(data), TEXT_COMPRESSED if rsv.rsv1 else TEXT))
                 pieces.append(data)
             else:
-                own = frame[0].encode()
-                payload = encoded(frame[1])
-                pieces.append(header(len(own) + len(payload) + 1) + own)
-                pieces.append(payload)
-                pieces.append(CLOSING_BRACE)
+                pieces.append(header(len(own) + len(tail)) + own)
+                pieces.append(tail)
         transport.writelines(pieces)
         PROCESS.ws_edge_frames += len(frames)
         PROCESS.ws_edge_writes += 1
+
+    def _own(self, prefix: str) -> bytes:
+        """A subscription's own bytes (its id in the envelope), encoded once while it sends."""
+        if prefix is not self._own_text:
+            self._own_text = prefix
+            self._own_bytes = prefix.encode()
+        return self._own_bytes
 
     async def drained(self) -> None:
         """Return once the socket takes frames again; ConnectionResetError if it is gone."""
@@ -314,7 +321,7 @@ class WebSocketProtocol(asyncio.Protocol):
         )
         self._ws = handshake.connection
         self._deflate = extension if extension.enabled() else None
-        if isinstance(self._deflate, SharedDeflate) and not self._deflate.keeps_context:
+        if isinstance(self._deflate, SharedDeflate):
             self._shared = self._deflate  # a subscription's frame from its parts (compress_parts)
         # What the handshake needed is let go: an open socket keeps wsproto's Connection and this.
         self._handshake = self._request = self._head = None

@@ -55,7 +55,6 @@ ANSWER = "server_no_context_takeover; client_no_context_takeover"
 SHARED_AFTER = b'"payload":'
 """Where the part of a frame shared by its subscribers starts. In JSON text a quote inside a
 string is escaped, so this cannot occur within the id before it: the first one is the key."""
-CLOSING_BRACE = b"}"  # what follows a payload in a subscription's frame
 PREFIX_SCAN = 512  # how far into a frame the key is looked for (an id is shorter)
 RSV1 = RsvBits(True, False, False)  # ours is the one extension: wsproto hands us no other bit
 
@@ -87,20 +86,10 @@ class SharedCompressor:
         self._max_entries = max_entries
         self._max_bytes = max_bytes
         self._bytes = 0
-        self._cache: OrderedDict[tuple[int, bytes] | tuple[int, bytes, bytes], bytes] = OrderedDict()
+        self._cache: OrderedDict[tuple[int, bytes], bytes] = OrderedDict()
 
     def compress(self, data: bytes, window_bits: int) -> bytes:
-        return self._compressed((window_bits, data), data, window_bits)
-
-    def compress_payload(self, payload: bytes, window_bits: int) -> bytes:
-        """`payload` and the frame's closing brace, compressed once: the edge hands every socket
-        the same payload object, whose hash Python keeps, so a reuse is one lookup (no copy of
-        the frame, no scan for its key). A key of its own: never a frame's tail of the same bytes."""
-        return self._compressed((window_bits, payload, CLOSING_BRACE), payload + CLOSING_BRACE, window_bits)
-
-    def _compressed(
-        self, key: tuple[int, bytes] | tuple[int, bytes, bytes], data: bytes, window_bits: int
-    ) -> bytes:
+        key = (window_bits, data)
         found = self._cache.get(key)
         if found is not None:
             self._cache.move_to_end(key)
@@ -115,8 +104,8 @@ class SharedCompressor:
         self._cache[key] = compressed
         self._bytes += len(data) + len(compressed)
         while len(self._cache) > self._max_entries or self._bytes > self._max_bytes:
-            old, old_compressed = self._cache.popitem(last=False)
-            self._bytes -= len(old[1]) + len(old_compressed)
+            (_, old), old_compressed = self._cache.popitem(last=False)
+            self._bytes -= len(old) + len(old_compressed)
         return compressed
 
     def compress_frame(self, data: bytes, window_bits: int, min_bytes: int) -> bytes | None:
@@ -240,13 +229,15 @@ class SharedDeflate(Extension):
         """Whether frames must go through `frame_outbound` in order (the server's context kept)."""
         return False
 
-    def compress_parts(self, own: bytes, payload: bytes) -> bytes | None:
-        """The deflate data of a subscription's frame given as its own bytes (up to and with
-        `"payload":`) and its shared payload (the closing brace follows): as `frame_outbound`
-        makes it, without joining the frame. None: under min_bytes, sent uncompressed."""
-        if len(payload) + 1 < self._min_bytes:
+    def compress_parts(self, own: bytes, tail: bytes) -> bytes | None:
+        """The deflate data of a subscription's frame given in two parts, its own bytes (up to
+        and with `"payload":`) and the tail its subscribers share (the payload and the closing
+        brace): what `frame_outbound` makes of the whole frame, without joining it or looking
+        for the split. The edge hands every socket the same tail object, whose hash Python
+        keeps, so a reuse is one lookup. None: under min_bytes, to be sent uncompressed."""
+        if len(tail) < self._min_bytes:
             return None
-        return stored_block(own) + self._compressor.compress_payload(payload, self._window_bits)
+        return stored_block(own) + self._compressor.compress(tail, self._window_bits)
 
     def frame_outbound(
         self, proto: FrameDecoder | FrameProtocol, opcode: Opcode, rsv: RsvBits, data: bytes, fin: bool
@@ -339,7 +330,20 @@ class WindowDeflate(SharedDeflate):
             prefix = data[:split]
         if len(data) - split < self._min_bytes:
             return (rsv, data)
-        payload = data[split:]
+        return (RSV1, self._step(seat, prefix, data[split:]))
+
+    def compress_parts(self, own: bytes, tail: bytes) -> bytes | None:
+        seat = self._seat
+        if seat is None:
+            return super().compress_parts(own, tail)
+        if len(tail) < self._min_bytes:
+            return None
+        return self._step(seat, own, tail)
+
+    def _step(self, seat: Seat, prefix: bytes, payload: bytes) -> bytes:
+        """A frame of `prefix` (the socket's own bytes, maybe none) then `payload` (what its
+        context is fed), compressed from the socket's place in its context."""
+        split = len(prefix)
         compressed = seat.step((split, payload))
         if compressed is None:  # no context to spare: standalone, valid whatever came before
             compressed = self._compressor.compress(payload, seat.contexts.window_bits)
@@ -350,8 +354,8 @@ class WindowDeflate(SharedDeflate):
                     self._prefix_at.clear()
                 self._last_prefix = prefix
             self._prefix_at[prefix] = self._position
-        self._position += len(data)
-        return (RSV1, compressed)
+        self._position += split + len(payload)
+        return compressed
 
     def _own_bytes(self, prefix: bytes) -> bytes:
         at = self._prefix_at.get(prefix)
