@@ -165,3 +165,28 @@ async def test_http_clients_that_are_not_get_go_to_hypercorn_at_once(memory_serv
     ).encode()
     answer = await answer_to(memory_server.port, request, body)
     assert answer.startswith(b"HTTP/1.1 200")
+
+
+def masked_text_frame(text: str) -> bytes:
+    """A client's text frame (RFC 6455 5.2: masked), for payloads under 126 bytes."""
+    payload = text.encode()
+    mask = os.urandom(4)
+    return bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+async def test_a_message_sent_with_the_handshake_is_not_lost(memory_server: ServerProcess) -> None:
+    # RFC 6455 has a client wait for the 101, but a client that sends its connection_init in
+    # the same packet as the handshake, or before the answer, still gets its ack.
+    reader, writer = await asyncio.open_connection("127.0.0.1", memory_server.port)
+    try:
+        init = masked_text_frame('{"type":"connection_init","payload":{}}')
+        writer.write(upgrade_head(memory_server.port) + init)
+        writer.write(masked_text_frame('{"type":"ping"}'))
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+        assert answer.startswith(b"HTTP/1.1 101")
+        received = b""
+        async with asyncio.timeout(TIMEOUT):
+            while b"connection_ack" not in received or b"pong" not in received:
+                received += await reader.read(4096)
+    finally:
+        writer.close()

@@ -10,8 +10,9 @@ from typing import cast
 
 from switchboard.edge.head import END, MAX_HEAD, Head, parse
 
-HEAD_TIMEOUT = 10.0
-"""A connection whose head is not complete by then goes to hypercorn, whose timeouts apply."""
+HEAD_TIMEOUT = 5.0
+"""A connection whose head is not complete by then goes to hypercorn, whose timeouts apply (its
+keep-alive timeout, 5 s, is what it would have given the connection itself)."""
 
 Route = Callable[[Head | None], asyncio.Protocol]
 """The protocol for a connection: the edge's WebSocket for an upgrade head, else hypercorn's."""

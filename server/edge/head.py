@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 END = b"\r\n\r\n"
-MAX_HEAD = 64 * 1024
-"""A head not complete within this many bytes goes to hypercorn, which answers it (431)."""
+MAX_HEAD = 16 * 1024
+"""A head not complete within this many bytes goes to hypercorn, which refuses it: the largest
+h11 (so hypercorn and wsproto's handshake) takes by default."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from wsproto.handshake import H11Handshake
 from wsproto.utilities import RemoteProtocolError
 
 from switchboard.edge.frames import TEXT, TEXT_COMPRESSED, header, tails
-from switchboard.edge.head import Head, parse
+from switchboard.edge.head import END, Head, parse
 from switchboard.engine.asgi import ASGIApp, Message
 from switchboard.engine.writer import Frame
 from switchboard.observability.stats import PROCESS
@@ -44,6 +44,8 @@ EXTENSION = "switchboard.frames"
 """The scope extension that offers `write_frames` (ws.socket_writer.DirectSocketWriter)."""
 HIGH_WATER = 64 * 1024
 """Bytes in the transport's buffer past which the socket stops taking frames (pause_writing)."""
+EARLY_BYTES = 64 * 1024
+"""Bytes a client may send between its handshake and the answer (RFC 6455 has it wait)."""
 INBOX = 16
 """Client messages waiting for the app past which the socket stops being read."""
 CLOSE_TIMEOUT = 5.0
@@ -63,6 +65,7 @@ class WebSocketProtocol(asyncio.Protocol):
         "_deflate",
         "_disconnect",
         "_drain_waiters",
+        "_early",
         "_extension_factory",
         "_gone",
         "_handshake",
@@ -105,6 +108,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._own_bytes = b""
         self._inbox: list[Message] = []  # a list: at most INBOX short-lived entries, and 56 bytes idle
         self._parts: list[Any] = []  # fragments of the message arriving
+        self._early = bytearray()  # what arrived between the request and its answer
         self._waiter: asyncio.Future[None] | None = None  # receive() waiting for the inbox
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._paused = False  # the transport's buffer is over HIGH_WATER
@@ -126,10 +130,19 @@ class WebSocketProtocol(asyncio.Protocol):
             self._ws.receive_data(data)
             self._ws_events()
         elif self._request is None:
+            # The head goes to wsproto's handshake, what follows it waits for the answer (wsproto
+            # would keep it in h11, out of reach of the connection it makes).
+            end = data.find(END)
+            if end >= 0:
+                self._early += data[end + len(END) :]
+                data = data[: end + len(END)]
             if self._head is None and self._handshake is not None:
                 self._head = parse(data)
             self._handshake_data(data)
-        # else: bytes sent before the answer to the handshake; wsproto keeps none, nor do we
+        elif len(self._early) + len(data) <= EARLY_BYTES:
+            self._early += data  # sent before the handshake was answered: read once it is
+        else:
+            self._reply_and_close(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
 
     def eof_received(self) -> bool | None:
         return None  # the transport closes itself
@@ -319,12 +332,18 @@ class WebSocketProtocol(asyncio.Protocol):
                 )
             )
         )
-        self._ws = handshake.connection
+        ws = self._ws = handshake.connection
+        assert ws is not None  # made by the accept
         self._deflate = extension if extension.enabled() else None
         if isinstance(self._deflate, SharedDeflate):
             self._shared = self._deflate  # a subscription's frame from its parts (compress_parts)
         # What the handshake needed is let go: an open socket keeps wsproto's Connection and this.
         self._handshake = self._request = self._head = None
+        # What came with the request (wsproto's Connection has read it) or after it, unanswered.
+        early, self._early = bytes(self._early), bytearray()
+        if early:
+            ws.receive_data(early)
+            self._ws_events()
 
     def _close(self, code: int, reason: str) -> None:
         """The app closes: 403 before the handshake is answered, else a close frame."""
