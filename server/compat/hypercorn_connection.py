@@ -12,16 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
-from contextlib import suppress
 from typing import Any
 
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config
 from hypercorn.utils import wrap_app
-
-log = logging.getLogger(__name__)
 
 EXPECTED = ["app", "loop", "config", "context", "state", "reader", "writer"]
 
@@ -60,17 +56,11 @@ class HttpConnections:
         loop = asyncio.get_running_loop()
         await TCPServer(self._app, loop, self._config, self._context, self._state, reader, writer)
 
-    def __len__(self) -> int:
-        return len(self._tasks)
+    @property
+    def tasks(self) -> set[asyncio.Task[None]]:
+        """The connections being served, one task each."""
+        return set(self._tasks)
 
-    async def stop(self, grace: float) -> None:
-        """Keep-alive connections end after their request; what is left after `grace` is cut."""
+    async def terminate(self) -> None:
+        """Keep-alive connections end after the request they are serving (hypercorn's own stop)."""
         await self._context.terminated.set()
-        if not self._tasks:
-            return
-        _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
-        for task in pending:
-            task.cancel()
-        for task in pending:
-            with suppress(asyncio.CancelledError, Exception):
-                await task

@@ -54,13 +54,16 @@ class Edge:
             server.close()
 
     async def stop(self, grace: float) -> None:
-        """After the app's drain: HTTP connections end, then WebSocket tasks still running are cut."""
+        """After the app's drain: HTTP connections end after their request, and every connection
+        still served after `grace` (HTTP or WebSocket) is cut."""
         self.stop_accepting()
-        await self._http.stop(grace)
-        if self._websockets:
-            _, pending = await asyncio.wait(set(self._websockets), timeout=grace)
-            for task in pending:
-                task.cancel()
-            for task in pending:
-                with suppress(asyncio.CancelledError, Exception):
-                    await task
+        await self._http.terminate()
+        running = self._http.tasks | self._websockets
+        if not running:
+            return
+        _, pending = await asyncio.wait(running, timeout=grace)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with suppress(asyncio.CancelledError, Exception):
+                await task
