@@ -7,6 +7,8 @@ import asyncio
 import signal
 import time
 
+import pytest
+
 from tests.conftest import token, unique
 from tests.support.client import WsClient, error_codes, http
 from tests.support.processes import ServerProcess
@@ -82,3 +84,29 @@ async def test_who_may_see_presence(server: ServerProcess) -> None:
         assert error_codes(await http(server.http_url, PRESENCE, None, g="note_shared")) == [
             "UNAUTHENTICATED"
         ]
+
+
+async def test_presence_work_runs_to_its_end_when_its_caller_is_cancelled() -> None:
+    """A JOIN published and then cancelled before it was recorded as sent got no LEAVE (a
+    subscription stopped while its note was being joined: test_churn's hasty subscriptions).
+    Presence's work now finishes whatever happens to its caller, which is cancelled after."""
+    from switchboard.fleet.presence import run_to_end
+
+    published = asyncio.Event()
+    recorded: list[str] = []
+    reply = asyncio.Event()
+
+    async def announce() -> None:
+        published.set()  # the JOIN out to Redis...
+        await reply.wait()  # ...its reply still on the way
+        recorded.append("JOIN")
+
+    caller = asyncio.create_task(run_to_end(announce()))
+    await asyncio.wait_for(published.wait(), 5)
+    caller.cancel()
+    await asyncio.sleep(0.05)
+    assert not caller.done()  # the work is not finished: the caller waits for it
+    reply.set()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(caller, 5)
+    assert recorded == ["JOIN"]

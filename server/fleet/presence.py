@@ -12,8 +12,10 @@ joined while Redis was away is announced when it is back.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
+from collections.abc import Coroutine
 from typing import Any, Protocol
 
 from switchboard.exceptions import Unavailable
@@ -55,6 +57,9 @@ class Presence:
     async def joined(self, session: Session, group: str) -> None:
         if group == ALL:
             return
+        await run_to_end(self._joined_in_order(session, group))
+
+    async def _joined_in_order(self, session: Session, group: str) -> None:
         async with self._order.hold(f"{session.id} {group}"):
             await self._joined(session, group)
 
@@ -80,6 +85,9 @@ class Presence:
     async def left(self, session: Session, group: str) -> None:
         if group == ALL:
             return
+        await run_to_end(self._left_in_order(session, group))
+
+    async def _left_in_order(self, session: Session, group: str) -> None:
         async with self._order.hold(f"{session.id} {group}"):
             await self._left(session, group)
 
@@ -152,6 +160,22 @@ class Presence:
             # crowd opening and closing a note must not push its events out of the resume window.
             envelope = Envelope(type=PRESENCE, group=group, fields=fields)
             await self._layer.group_send(group, envelope, history=False)
+
+
+async def run_to_end(work: Coroutine[Any, Any, None]) -> None:
+    """Run `work` to its end even if the caller is cancelled meanwhile (the cancellation is
+    raised once it is done). A JOIN published, then cancelled before it was recorded as sent,
+    got no LEAVE: a subscription stopped while its note was being joined (test_churn)."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    task.result()
 
 
 class LocalPresenceStore:
