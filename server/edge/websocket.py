@@ -37,11 +37,11 @@ from switchboard.engine.asgi import ASGIApp, Message
 from switchboard.engine.writer import Frame
 from switchboard.observability.stats import PROCESS
 from switchboard.ws.deflate import SharedDeflate
+from switchboard.ws.socket_writer import EXTENSION
 
 log = logging.getLogger(__name__)
 
-EXTENSION = "switchboard.frames"
-"""The scope extension that offers `write_frames` (ws.socket_writer.DirectSocketWriter)."""
+BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n"
 HIGH_WATER = 64 * 1024
 """Bytes in the transport's buffer past which the socket stops taking frames (pause_writing)."""
 EARLY_BYTES = 64 * 1024
@@ -78,7 +78,6 @@ class WebSocketProtocol(asyncio.Protocol):
         "_reading_paused",
         "_request",
         "_root_path",
-        "_shared",
         "_track",
         "_transport",
         "_waiter",
@@ -102,8 +101,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._handshake: H11Handshake | None = H11Handshake(ConnectionType.SERVER)
         self._request: Request | None = None
         self._ws: Connection | None = None
-        self._deflate: Extension | None = None
-        self._shared: SharedDeflate | None = None  # Switchboard's deflate, if negotiated
+        self._deflate: SharedDeflate | None = None  # Switchboard's deflate, if negotiated
         self._own_text = ""  # the last subscription prefix sent, and its bytes
         self._own_bytes = b""
         self._inbox: list[Message] = []  # a list: at most INBOX short-lived entries, and 56 bytes idle
@@ -142,7 +140,7 @@ class WebSocketProtocol(asyncio.Protocol):
         elif len(self._early) + len(data) <= EARLY_BYTES:
             self._early += data  # sent before the handshake was answered: read once it is
         else:
-            self._reply_and_close(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+            self._reply_and_close(BAD_REQUEST)
 
     def eof_received(self) -> bool | None:
         return None  # the transport closes itself
@@ -173,27 +171,23 @@ class WebSocketProtocol(asyncio.Protocol):
         if self._gone or transport is None:
             return
         pieces: list[bytes] = []
-        shared = self._shared
+        deflate = self._deflate
         for frame in frames:
             if isinstance(frame, str):
                 data = frame.encode()
                 first = TEXT
-                if self._deflate is not None:
-                    rsv, data = self._deflate.frame_outbound(None, Opcode.TEXT, NO_RSV, data, True)  # type: ignore[arg-type]
+                if deflate is not None:
+                    rsv, data = deflate.frame_outbound(None, Opcode.TEXT, NO_RSV, data, True)  # type: ignore[arg-type]
                     first = TEXT_COMPRESSED if rsv.rsv1 else TEXT
                 pieces.append(header(len(data), first))
                 pieces.append(data)
                 continue
             own = self._own(frame[0])
             tail = tails(frame[1])  # the payload and its closing brace: one object for every socket
-            compressed = shared.compress_parts(own, tail) if shared is not None else None
+            compressed = deflate.compress_parts(own, tail) if deflate is not None else None
             if compressed is not None:
                 pieces.append(header(len(compressed), TEXT_COMPRESSED))
                 pieces.append(compressed)
-            elif self._deflate is not None and shared is None:
-                rsv, data = self._deflate.frame_outbound(None, Opcode.TEXT, NO_RSV, own + tail, True)  # type: ignore[arg-type]
-                pieces.append(header(len(data), TEXT_COMPRESSED if rsv.rsv1 else TEXT))
-                pieces.append(data)
             else:
                 pieces.append(header(len(own) + len(tail)) + own)
                 pieces.append(tail)
@@ -287,7 +281,7 @@ class WebSocketProtocol(asyncio.Protocol):
     def _start_app(self, request: Request) -> None:
         transport, head = self._transport, self._head
         if transport is None or head is None:
-            self._reply_and_close(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+            self._reply_and_close(BAD_REQUEST)
             return
         scope: dict[str, Any] = {
             "type": "websocket",
@@ -334,9 +328,11 @@ class WebSocketProtocol(asyncio.Protocol):
         )
         ws = self._ws = handshake.connection
         assert ws is not None  # made by the accept
-        self._deflate = extension if extension.enabled() else None
-        if isinstance(self._deflate, SharedDeflate):
-            self._shared = self._deflate  # a subscription's frame from its parts (compress_parts)
+        if extension.enabled():
+            # The edge's extensions are ws.deflate's (extension_factory): a subscription's frame
+            # is compressed from its parts (compress_parts).
+            assert isinstance(extension, SharedDeflate)
+            self._deflate = extension
         # What the handshake needed is let go: an open socket keeps wsproto's Connection and this.
         self._handshake = self._request = self._head = None
         # What came with the request (wsproto's Connection has read it) or after it, unanswered.

@@ -15,6 +15,7 @@ from switchboard.engine.asgi import Scope, Send
 from switchboard.engine.writer import LARGE_FRAME, Frame, FrameWriter, frame_size
 
 EXTENSION = "switchboard.frames"
+"""The scope extension that offers a FrameSink (the edge's protocol: switchboard.edge)."""
 
 
 class FrameSink(Protocol):
