@@ -245,6 +245,12 @@ class FrameWriter:
             with suppress(asyncio.CancelledError):
                 await task
 
+    def _dequeued(self, frame: Frame, size: int) -> None:
+        """`frame` (of `size`) has left the queue to be sent: off its count and the process's."""
+        self._bytes -= size
+        if self._memory is not None:
+            self._memory.remove(frame)
+
     def _drop(self) -> None:
         """Forget every queued frame (and take them off the process's account)."""
         frames, self._frames = self._frames, None
@@ -283,9 +289,7 @@ class FrameWriter:
                 self.busy_since = time.monotonic()
                 frame = frames.popleft()
                 size = frame_size(frame)
-                self._bytes -= size
-                if self._memory is not None:
-                    self._memory.remove(frame)
+                self._dequeued(frame, size)
                 if self._budget is not None and size >= LARGE_FRAME:
                     await self._budget.acquire(size)
                     try:

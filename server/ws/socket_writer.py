@@ -60,16 +60,13 @@ class DirectSocketWriter(SocketWriter):
         frames = self._frames
         if frames and self._sink.writable:
             out = []
-            memory = self._memory
             while frames:
                 frame = frames[0]
                 size = frame_size(frame)
                 if size >= LARGE_FRAME and self._budget is not None:
                     break
                 frames.popleft()
-                self._bytes -= size
-                if memory is not None:
-                    memory.remove(frame)
+                self._dequeued(frame, size)
                 out.append(frame)
             self.sent += len(out)
             self._sink.write_frames(out)
